@@ -1,0 +1,62 @@
+"""slimnas: find the channel numbers, depths and operators of a CNN under a hardware budget.
+
+space = slimnas.trace(model, example_input)
+supernet = slimnas.Supernet(model, space)
+small = supernet.export(space.uniform_arch(0.5))
+"""
+
+from slimnas.cost import (
+    Budget,
+    expected_macs,
+    expected_params,
+    expected_peak_memory,
+    flops,
+    macs,
+    params,
+    parse_budgets,
+    peak_memory,
+)
+from slimnas.dynamic import Choice, Zero
+from slimnas.errors import (
+    ArchError,
+    BudgetError,
+    CheckpointError,
+    ConfigError,
+    ExportError,
+    SlimnasError,
+    TraceError,
+)
+from slimnas.space import Arch, ChannelUnit, DepthUnit, OpUnit, Space, trace
+from slimnas.supernet import Supernet
+from slimnas.train.bn import recalibrate_bn
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Arch",
+    "ArchError",
+    "Budget",
+    "BudgetError",
+    "ChannelUnit",
+    "CheckpointError",
+    "Choice",
+    "ConfigError",
+    "DepthUnit",
+    "ExportError",
+    "OpUnit",
+    "SlimnasError",
+    "Space",
+    "Supernet",
+    "TraceError",
+    "Zero",
+    "expected_macs",
+    "expected_params",
+    "expected_peak_memory",
+    "flops",
+    "macs",
+    "params",
+    "parse_budgets",
+    "peak_memory",
+    "recalibrate_bn",
+    "trace",
+]

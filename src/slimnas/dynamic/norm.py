@@ -1,0 +1,57 @@
+"""Dynamic BatchNorm: shared affine weights and running statistics, sliced to the input width.
+
+As in slimmable networks, one BatchNorm serves every width by taking its leading channels; the
+running statistics are only meaningful for the width they were last collected at, so they are
+recalibrated per arch (`slimnas.recalibrate_bn`) before a subnet is evaluated (US-Nets §3.3,
+arXiv 1903.05134).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slimnas.dynamic.mixed import WidthMix, mix_widths
+
+
+class DynamicBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Mixin body for BatchNorm1d/2d; ``slim_mix`` is set where soft mode mixes the unit."""
+
+    slim_mix: WidthMix | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        if c == self.num_features:
+            y = super().forward(x)
+        else:
+            y = self._sliced_forward(x, c)
+        return mix_widths(y, self.slim_mix) if self.slim_mix is not None else y
+
+    def _sliced_forward(self, x: torch.Tensor, c: int) -> torch.Tensor:
+        # Same arithmetic as _BatchNorm.forward, on the leading c channels; the in-place update
+        # of the sliced running statistics writes into the shared buffers.
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else factor
+        use_batch = self.training or (self.running_mean is None and self.running_var is None)
+        keep_stats = not self.training or self.track_running_stats
+        return F.batch_norm(
+            x,
+            self.running_mean[:c] if keep_stats and self.running_mean is not None else None,
+            self.running_var[:c] if keep_stats and self.running_var is not None else None,
+            self.weight[:c] if self.weight is not None else None,
+            self.bias[:c] if self.bias is not None else None,
+            use_batch,
+            factor,
+            self.eps,
+        )
+
+
+class DynamicBatchNorm2d(DynamicBatchNorm, nn.BatchNorm2d):
+    pass
+
+
+class DynamicBatchNorm1d(DynamicBatchNorm, nn.BatchNorm1d):
+    pass

@@ -1,0 +1,33 @@
+"""Errors slimnas raises for user mistakes.
+
+Every error says what was wrong and what to do about it, in one line, so that the CLI can print it
+and exit with status 2 instead of showing a traceback.
+"""
+
+
+class SlimnasError(Exception):
+    """Base class of every error slimnas raises on purpose."""
+
+
+class TraceError(SlimnasError):
+    """A model could not be turned into a search space."""
+
+
+class ArchError(SlimnasError):
+    """An architecture does not fit its search space (unknown unit, choice out of range)."""
+
+
+class BudgetError(SlimnasError):
+    """A budget string is malformed, or no architecture in the space can meet it."""
+
+
+class ConfigError(SlimnasError):
+    """A configuration value is missing or invalid."""
+
+
+class CheckpointError(SlimnasError):
+    """A checkpoint or saved file is missing, corrupted or does not match the model."""
+
+
+class ExportError(SlimnasError):
+    """An exported model could not be written or does not match its source."""

@@ -1,0 +1,38 @@
+"""Reference models: plain `torch.nn.Module`s with a width multiplier.
+
+CIFAR ResNets of He et al. 2016 (arXiv 1512.03385) and MobileNetV2 of Sandler et al. 2018
+(arXiv 1801.04381), written like torchvision's so that tracers see ordinary convs, BNs and adds.
+`MODELS` maps each name to its constructor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from slimnas.models._divisible import make_divisible
+from slimnas.models.cifar_resnet import CifarResNet, resnet20, resnet32, resnet56, resnet110
+from slimnas.models.mobilenet_v2 import MobileNetV2, mobilenet_v2, mobilenet_v2_cifar
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "resnet20": resnet20,
+    "resnet32": resnet32,
+    "resnet56": resnet56,
+    "resnet110": resnet110,
+    "mobilenet_v2": mobilenet_v2,
+    "mobilenet_v2_cifar": mobilenet_v2_cifar,
+}
+
+__all__ = [
+    "MODELS",
+    "CifarResNet",
+    "MobileNetV2",
+    "make_divisible",
+    "mobilenet_v2",
+    "mobilenet_v2_cifar",
+    "resnet20",
+    "resnet32",
+    "resnet56",
+    "resnet110",
+]

@@ -1,0 +1,149 @@
+"""How each op the tracer meets treats the channel dimension.
+
+Ops are sorted into a few behaviours: *pass* (channels unchanged: activations, pooling, dropout,
+BatchNorm), *join* (elementwise with broadcasting: residual adds, squeeze-excitation scaling),
+*reshape* (flatten / view / mean: decided from shapes), and layers (conv, linear). Anything else is
+*opaque*: the channels it reads and writes are fixed, which shrinks the space but keeps it correct.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PASS_MODULES: tuple[type[nn.Module], ...] = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Hardtanh,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.AlphaDropout,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+)
+NORM_MODULES: tuple[type[nn.Module], ...] = (nn.BatchNorm2d, nn.BatchNorm1d)
+RESHAPE_MODULES: tuple[type[nn.Module], ...] = (nn.Flatten,)
+
+PASS_FUNCTIONS = {
+    F.relu,
+    F.relu6,
+    F.leaky_relu,
+    F.elu,
+    F.gelu,
+    F.silu,
+    F.mish,
+    F.hardswish,
+    F.hardsigmoid,
+    F.hardtanh,
+    F.sigmoid,
+    F.tanh,
+    torch.relu,
+    torch.sigmoid,
+    torch.tanh,
+    torch.clamp,
+    F.dropout,
+    F.dropout2d,
+    F.max_pool2d,
+    F.avg_pool2d,
+    F.adaptive_avg_pool2d,
+    F.adaptive_max_pool2d,
+    torch.zeros_like,
+    torch.ones_like,
+    torch.clone,
+}
+PASS_METHODS = {
+    "relu",
+    "relu_",
+    "sigmoid",
+    "sigmoid_",
+    "tanh",
+    "tanh_",
+    "clamp",
+    "clamp_",
+    "contiguous",
+    "clone",
+    "detach",
+    "float",
+    "to",
+    "type_as",
+    "zero_",
+    "hardswish",
+    "hardswish_",
+}
+JOIN_FUNCTIONS = {
+    operator.add,
+    operator.iadd,
+    operator.sub,
+    operator.isub,
+    operator.mul,
+    operator.imul,
+    operator.truediv,
+    operator.itruediv,
+    torch.add,
+    torch.sub,
+    torch.mul,
+    torch.div,
+}
+JOIN_METHODS = {"add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_"}
+RESHAPE_FUNCTIONS = {torch.flatten, torch.mean, torch.amax, torch.sum, torch.squeeze}
+RESHAPE_METHODS = {"flatten", "view", "reshape", "mean", "amax", "sum", "squeeze"}
+# Ops whose result is not a tensor, or that only read metadata: ignored.
+META_FUNCTIONS = {getattr, len, operator.getitem}
+META_METHODS = {"size", "dim"}
+
+# Ops that write into their first input: the peak-memory model does not count a new tensor.
+INPLACE_FUNCTIONS = {operator.iadd, operator.isub, operator.imul, operator.itruediv}
+
+
+def is_inplace(target: object, module: nn.Module | None, kwargs: dict) -> bool:
+    if module is not None:
+        return bool(getattr(module, "inplace", False))
+    if isinstance(target, str):
+        return target.endswith("_")
+    return target in INPLACE_FUNCTIONS or bool(kwargs.get("inplace", False))
+
+
+def classify(target: object, module: nn.Module | None) -> str:
+    """One of "conv", "linear", "norm", "pass", "join", "reshape", "opaque"."""
+    if module is not None:
+        if isinstance(module, nn.Conv2d):
+            return "conv"
+        if isinstance(module, nn.Linear):
+            return "linear"
+        if isinstance(module, NORM_MODULES):
+            return "norm"
+        if isinstance(module, PASS_MODULES) or type(module).__name__ == "StochasticDepth":
+            return "pass"
+        if isinstance(module, RESHAPE_MODULES):
+            return "reshape"
+        return "opaque"
+    if isinstance(target, str):
+        if target in PASS_METHODS:
+            return "pass"
+        if target in JOIN_METHODS:
+            return "join"
+        if target in RESHAPE_METHODS:
+            return "reshape"
+        return "opaque"
+    if target in PASS_FUNCTIONS:
+        return "pass"
+    if target in JOIN_FUNCTIONS:
+        return "join"
+    if target in RESHAPE_FUNCTIONS:
+        return "reshape"
+    return "opaque"

@@ -1,0 +1,5 @@
+"""Training utilities."""
+
+from slimnas.train.bn import recalibrate_bn
+
+__all__ = ["recalibrate_bn"]

@@ -1,0 +1,46 @@
+"""BatchNorm recalibration per arch (US-Nets §3.3, Yu & Huang 2019, arXiv 1903.05134).
+
+Shared BatchNorm running statistics belong to no single width; before a subnet is scored or
+exported, its statistics are re-estimated as the plain average over a few training batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import torch
+from torch import nn
+
+from slimnas.space.units import Choice_
+
+
+@torch.no_grad()
+def recalibrate_bn(supernet, arch: Mapping[str, Choice_], batches: Iterable) -> int:
+    """Activate ``arch`` and re-estimate every BatchNorm's running statistics on ``batches``.
+
+    Batches are tensors or (input, target) pairs. Weights are not changed; each module's
+    training flag is restored afterwards. Returns the number of batches used. Changes the
+    supernet's state (active arch and BatchNorm buffers).
+    """
+    supernet.activate(arch)
+    norms = [m for m in supernet.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    modes = {m: m.training for m in supernet.modules()}
+    momenta = {m: m.momentum for m in norms}
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative moving average: every batch weighs the same
+    supernet.eval()
+    for norm in norms:
+        norm.train()
+    count = 0
+    try:
+        for batch in batches:
+            inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+            supernet(inputs)
+            count += 1
+    finally:
+        for norm, momentum in momenta.items():
+            norm.momentum = momentum
+        for module, mode in modes.items():
+            module.train(mode)
+    return count
