@@ -16,6 +16,7 @@ from slimnas.cost import (
     parse_budgets,
     peak_memory,
 )
+from slimnas import models
 from slimnas.dynamic import Choice, Zero
 from slimnas.errors import (
     ArchError,
