@@ -165,3 +165,21 @@ def test_missing_onnx_says_how_to_install(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(ExportError, match=r"pip install 'slimnas\[onnx\]'"):
         export_onnx(UnsupportedOp(), torch.randn(1, 3, 8, 8), tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["resnet20", "mobilenet_v2_cifar"])
+def test_exported_subnet_runs_in_onnxruntime_like_torch(name: str, tmp_path: Path) -> None:
+    import slimnas
+
+    torch.manual_seed(0)
+    model = slimnas.models.MODELS[name]()
+    x = torch.randn(2, 3, 32, 32)
+    space = slimnas.trace(model, x[:1])
+    supernet = slimnas.Supernet(model, space)
+    with torch.no_grad():  # realistic BN statistics, so the outputs are not vanishingly small
+        supernet.train()(torch.randn(16, 3, 32, 32))
+    arch = space.sample(torch.Generator().manual_seed(5))
+    small = supernet.export(arch).eval()
+    path = export_onnx(small, x[:1], tmp_path / f"{name}.onnx")
+    assert verify_onnx(small, path, x, atol=1e-4) <= 1e-4
+    assert np.abs(run_onnx(path, x)).max() > 1e-2

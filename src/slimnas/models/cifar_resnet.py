@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimnas.errors import ConfigError
-from slimnas.models._divisible import make_divisible
+from slimnas.rounding import make_divisible
 
 STAGE_CHANNELS = (16, 32, 64)
 SHORTCUTS = ("A", "B")

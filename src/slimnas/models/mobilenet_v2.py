@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimnas.errors import ConfigError
-from slimnas.models._divisible import make_divisible
+from slimnas.rounding import make_divisible
 
 # Table 2 of the paper: expansion t, output channels c, repeats n, stride of the first repeat s.
 IMAGENET_SETTING: tuple[tuple[int, int, int, int], ...] = (

@@ -10,14 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-
-def make_divisible(value: float, divisor: int, min_value: int | None = None) -> int:
-    """Round ``value`` to a multiple of ``divisor``, never more than 10 % down (MobileNet rule)."""
-    min_value = divisor if min_value is None else min_value
-    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * value:
-        rounded += divisor
-    return rounded
+from slimnas.rounding import make_divisible
 
 
 def channel_choices(

@@ -1,4 +1,4 @@
-"""Channel rounding used by every width multiplier in the reference models.
+"""Channel rounding used by width multipliers and by the choices of channel units.
 
 The rule is the one of MobileNetV1/V2 (Sandler et al. 2018, "MobileNetV2: Inverted Residuals and
 Linear Bottlenecks", arXiv 1801.04381, and the TensorFlow reference code): round to the nearest
