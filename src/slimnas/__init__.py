@@ -5,6 +5,7 @@ supernet = slimnas.Supernet(model, space)
 small = supernet.export(space.uniform_arch(0.5))
 """
 
+from slimnas import models
 from slimnas.cost import (
     Budget,
     expected_macs,
@@ -16,7 +17,6 @@ from slimnas.cost import (
     parse_budgets,
     peak_memory,
 )
-from slimnas import models
 from slimnas.dynamic import Choice, Zero
 from slimnas.errors import (
     ArchError,
@@ -55,6 +55,7 @@ __all__ = [
     "expected_peak_memory",
     "flops",
     "macs",
+    "models",
     "params",
     "parse_budgets",
     "peak_memory",

@@ -32,16 +32,19 @@ def _build_model(name: str) -> tuple[torch.nn.Module, tuple[int, ...]]:
         try:
             import torchvision
         except ImportError:
-            raise ConfigError("torchvision models need the 'vision' extra: "
-                              "pip install 'slimnas[vision]'") from None
+            raise ConfigError(
+                "torchvision models need the 'vision' extra: pip install 'slimnas[vision]'"
+            ) from None
         known = torchvision.models.list_models(module=torchvision.models)
         if name[3:] not in known:
-            raise ConfigError(f"unknown torchvision model {name[3:]!r}; see "
-                              "torchvision.models.list_models()")
+            raise ConfigError(
+                f"unknown torchvision model {name[3:]!r}; see torchvision.models.list_models()"
+            )
         return torchvision.models.get_model(name[3:]), (1, 3, 224, 224)
     if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)} or "
-                          "tv:<torchvision name>")
+        raise ConfigError(
+            f"unknown model {name!r}; choose one of {', '.join(MODELS)} or tv:<torchvision name>"
+        )
     shape = (1, 3, 224, 224) if name == "mobilenet_v2" else (1, 3, 32, 32)
     return MODELS[name](), shape
 
@@ -52,8 +55,9 @@ def _parse_shape(text: str | None, default: tuple[int, ...]) -> tuple[int, ...]:
     try:
         shape = tuple(int(s) for s in text.split(","))
     except ValueError:
-        raise ConfigError(f"--input must be comma-separated integers like 1,3,32,32, got {text!r}"
-                          ) from None
+        raise ConfigError(
+            f"--input must be comma-separated integers like 1,3,32,32, got {text!r}"
+        ) from None
     if len(shape) != 4 or min(shape) < 1:
         raise ConfigError(f"--input must be N,C,H,W with positive sizes, got {text!r}")
     return shape
@@ -93,9 +97,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     example = torch.randn(shape, generator=generator)
 
     space = trace(model, example)
-    print(f"model {args.model}: {len(space.channel_units())} channel units, "
-          f"{len(space.depth_units())} depth units, {len(space.op_units())} op units, "
-          f"{space.size():.3g} archs")
+    print(
+        f"model {args.model}: {len(space.channel_units())} channel units, "
+        f"{len(space.depth_units())} depth units, {len(space.op_units())} op units, "
+        f"{space.size():.3g} archs"
+    )
     supernet = Supernet(model, space).eval()
     archs = {"max": space.max_arch(), "min": space.min_arch(), "x0.5": space.uniform_arch(0.5)}
     for i in range(args.archs):
@@ -125,8 +131,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     steps.update()
     steps.close()
     summary = {
-        "model": args.model, "arch": dict(chosen), "macs": _cost_row(space, chosen)[0] * 1e6,
-        "params": exported_params, "supernet_vs_export_max_abs_diff": torch_diff,
+        "model": args.model,
+        "arch": dict(chosen),
+        "macs": _cost_row(space, chosen)[0] * 1e6,
+        "params": exported_params,
+        "supernet_vs_export_max_abs_diff": torch_diff,
         "torch_vs_onnxruntime_max_abs_diff": onnx_diff,
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
@@ -162,8 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return args.run(args)
     except SlimnasError as err:

@@ -73,7 +73,7 @@ class Supernet(nn.Module):
     def _modules_of(self, kind: str):
         for path, info in self.space.modules.items():
             if info["kind"] == kind:
-                yield path, info, self.model.get_submodule(path)
+                yield info, self.model.get_submodule(path)
 
     # ------------------------------------------------------------------------------- archs
     def activate(self, arch: Mapping[str, Choice_]) -> Arch:
@@ -123,12 +123,10 @@ class Supernet(nn.Module):
                 raise ArchError(f"unit {name!r}: {len(values)} widths but {len(weights)} weights")
             mixes[name] = WidthMix(tuple(values), weights)
             choice[name] = max(values)
-        for path, info, module in self._modules_of("conv"):
-            module.slim_out = choice[info["out_unit"]]
-        for path, info, module in self._modules_of("linear"):
-            module.slim_out = choice[info["out_unit"]]
         for kind in ("conv", "linear", "norm"):
-            for _, info, module in self._modules_of(kind):
+            for info, module in self._modules_of(kind):
+                if kind != "norm":
+                    module.slim_out = choice[info["out_unit"]]
                 module.slim_mix = mixes.get(info["out_unit"]) if info["mix"] else None
         for name, weights in (depths or {}).items():
             unit = self.space.units.get(name)
@@ -201,7 +199,9 @@ class Supernet(nn.Module):
             meta = json.loads(meta_path.read_text())
             space = Space.from_json(json.dumps(meta["space"]))
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise CheckpointError(f"cannot read {meta_path}: {err}; save the supernet again")
+            raise CheckpointError(
+                f"cannot read {meta_path}: {err}; save the supernet again"
+            ) from None
         supernet = cls(model, space)
         state = load_tensors(directory / "supernet.safetensors")
         try:

@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 from torch import nn
 
-from slimnas.rounding import make_divisible
 from slimnas.models.cifar_resnet import CifarResNet, resnet20, resnet32, resnet56, resnet110
 from slimnas.models.mobilenet_v2 import MobileNetV2, mobilenet_v2, mobilenet_v2_cifar
+from slimnas.rounding import make_divisible
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet20": resnet20,

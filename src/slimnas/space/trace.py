@@ -150,7 +150,7 @@ class _Analysis:
             if node.op == "get_attr":
                 continue
             module = gm.get_submodule(node.target) if node.op == "call_module" else None
-            value = self._node(node, module, path, shape, args)
+            value = self._node(node, module, path, shape, args, values)
             if value is not None:
                 if value.tensors == [] and shape is not None:
                     value.tensors = [
@@ -162,7 +162,7 @@ class _Analysis:
             self.blocks += find_residual_blocks(gm)
         return outputs
 
-    def _node(self, node: fx.Node, module: nn.Module | None, path: str, shape, args):
+    def _node(self, node: fx.Node, module: nn.Module | None, path: str, shape, args, values):
         target = node.target
         if isinstance(module, Choice):
             return self._choice(module, path, args, node)
@@ -185,7 +185,7 @@ class _Analysis:
                 value.tensors = list(args[0].tensors)
             return value
         if kind == "join":
-            value = self._join(node, path, shape, args)
+            value = self._join(node, path, shape, values)
             if inplace and value is not None and value.element == args[0].element:
                 value.tensors = list(args[0].tensors)
             return value
@@ -225,29 +225,32 @@ class _Analysis:
             fixed=reason,
         )
 
-    def _join(self, node, path, shape, args):
-        in_shapes = [_shape(a) for a in node.all_input_nodes]
-        tensor_shapes = [s for s in in_shapes if s is not None]
-        if not args:
+    def _join(self, node, path, shape, values):
+        """Elementwise op with broadcasting: operands whose channel dims line up share a unit."""
+        rank = len(shape)
+        operands = [(n, _shape(n), values.get(n)) for n in node.all_input_nodes]
+        carriers = [(s, v) for _, s, v in operands if v is not None and s is not None]
+        if not carriers:
             return None
-        big = max(args, key=lambda v: self.sets.size[self.sets.find(v.element)])
-        cdim = big.cdim + (len(shape) - len(_shape_of_value(node, big) or shape))
-        channels = shape[cdim] if cdim < len(shape) else 1
-        result = big.element
-        for value, in_shape in zip(args, [_shape(a) for a in node.all_input_nodes if _shape(a)]):
-            size = in_shape[value.cdim] if value.cdim < len(in_shape) else 1
-            if size == 1 and channels != 1:
-                continue  # broadcast along channels (e.g. a scalar gate)
-            if size == channels and len(in_shape) - value.cdim == len(shape) - cdim:
-                result = self.sets.union(result, value.element)
-            else:
-                self._fix_all([value, big], f"joined with mismatched layout at '{path}'")
-        # A tensor operand without channel facts (a parameter, a buffer) broadcast over the
-        # channels pins them: we would have to slice it.
-        if len(tensor_shapes) > len(args):
-            for other in tensor_shapes:
-                if len(other) >= len(shape) - cdim and other[cdim - len(shape)] not in (1,):
-                    self.sets.fix(result, f"scaled by an unsliced tensor at '{path}'")
+        # Broadcasting aligns trailing dimensions: input dim d is output dim d + rank - len(s).
+        cdim = max(v.cdim + rank - len(s) for s, v in carriers)
+        result = None
+        for in_shape, value in carriers:
+            aligned = value.cdim + rank - len(in_shape)
+            size = in_shape[value.cdim]
+            if aligned == cdim and size == shape[cdim]:
+                result = value.element if result is None else self.sets.union(result, value.element)
+            elif size != 1:
+                self.sets.fix(value.element, f"joined with a different layout at '{path}'")
+        if result is None:
+            reason = f"joined with a different layout at '{path}'"
+            return self._new_value(node, path or node.name, shape[cdim], cdim, shape, fixed=reason)
+        # A tensor operand without channel facts (a parameter, a buffer) that varies along the
+        # channels would have to be sliced too: the unit is pinned instead.
+        for _, in_shape, value in operands:
+            offset = cdim - (rank - len(in_shape)) if in_shape is not None else -1
+            if value is None and in_shape is not None and 0 <= offset and in_shape[offset] != 1:
+                self.sets.fix(result, f"combined with an unsliced tensor at '{path}'")
         return _Value(result, cdim)
 
     def _reshape(self, node, path, shape, value):
@@ -414,13 +417,6 @@ class _Analysis:
 def _shape(node: fx.Node) -> list[int] | None:
     meta = node.meta.get("tensor_meta")
     return list(meta.shape) if meta is not None and hasattr(meta, "shape") else None
-
-
-def _shape_of_value(node: fx.Node, value: _Value) -> list[int] | None:
-    for arg in node.all_input_nodes:
-        if _shape(arg) is not None:
-            return _shape(arg)
-    return None
 
 
 def _node_path(node: fx.Node, prefix: str) -> str:

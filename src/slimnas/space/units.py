@@ -160,7 +160,9 @@ class Arch(Mapping[str, Choice_]):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
-            raise ArchError(f"arch is not valid JSON ({err}); expected an object of unit: choice")
+            raise ArchError(
+                f"arch is not valid JSON ({err}); expected an object of unit: choice"
+            ) from None
         if not isinstance(data, dict) or not all(
             isinstance(v, (int, str)) and not isinstance(v, bool) for v in data.values()
         ):
