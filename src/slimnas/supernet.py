@@ -202,16 +202,26 @@ class Supernet(nn.Module):
             raise CheckpointError(
                 f"cannot read {meta_path}: {err}; save the supernet again"
             ) from None
-        supernet = cls(model, space)
-        state = load_tensors(directory / "supernet.safetensors")
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            first = str(err).splitlines()[0]
+        weights = directory / "supernet.safetensors"
+        state = load_tensors(weights)
+        present = dict(model.named_modules())
+        missing = [p for p in space.modules if p not in present]
+        own = model.state_dict()
+        mismatch = (
+            missing[:1]
+            or [
+                k
+                for k in sorted(set(own) | set(state))
+                if k not in own or k not in state or own[k].shape != state[k].shape
+            ][:1]
+        )
+        if mismatch:
             raise CheckpointError(
-                f"{directory / 'supernet.safetensors'} does not match the model ({first}); "
+                f"{weights} was saved from another model (first difference: '{mismatch[0]}'); "
                 "build the same model as when saving"
-            ) from None
+            )
+        supernet = cls(model, space)
+        model.load_state_dict(state, strict=True)
         supernet.activate(meta["arch"])
         return supernet
 

@@ -53,6 +53,10 @@ def test_choice_traced_as_op_unit_with_inner_channel_units() -> None:
     assert space.units["block.op"].choices == ("k3", "k5", "zero")
     inner = [u.name for u in space.channel_units() if u.name.startswith("block.op.")]
     assert "block.op.k3.0" in inner and "block.op.k5.0" in inner
+    # Soft mode mixes each candidate's unit at its own BatchNorm (graphs are told apart).
+    for name in ("k3", "k5"):
+        assert space.modules[f"block.op.{name}.1"]["mix"]
+        assert not space.modules[f"block.op.{name}.0"]["mix"]
 
 
 @pytest.mark.parametrize("paths", [("k3", "k5"), ("k3", "k5", "zero")])

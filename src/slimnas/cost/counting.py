@@ -19,6 +19,7 @@ from collections.abc import Mapping
 
 import torch
 
+from slimnas.errors import ArchError
 from slimnas.space.space import Gate, Layer, Space
 from slimnas.space.units import Choice_, DepthUnit
 
@@ -87,7 +88,7 @@ class _Expectation:
         for name, p in self.probs.items():
             unit = space.units.get(name)
             if unit is None or len(p) != len(unit.choices):
-                raise ValueError(
+                raise ArchError(
                     f"probabilities for unit {name!r} must have one entry per choice"
                     f" ({len(unit.choices) if unit else 'unknown unit'})"
                 )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from slimnas.errors import ArchError, TraceError
+from slimnas.errors import ArchError
 from slimnas.space.units import Arch, ChannelUnit, Choice_, DepthUnit, OpUnit, Unit
 
 Gate = tuple[str, int | str]  # (depth unit, runs iff depth > int) or (op unit, runs iff == str)
@@ -222,7 +222,7 @@ class Space:
 
     def _unit(self, name: str) -> Unit:
         if name not in self.units:
-            raise TraceError(f"unknown unit {name!r}; list the space's units with space.summary()")
+            raise ArchError(f"unknown unit {name!r}; list the space's units with space.summary()")
         return self.units[name]
 
     def _with_unit(self, unit: Unit) -> Space:

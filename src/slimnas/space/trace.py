@@ -93,7 +93,13 @@ class _Analysis:
     blocks: list[ResidualBlock] = field(default_factory=list)
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
+    prefix: str = ""  # path of the Choice candidate being walked ("" for the model itself)
+
     # ----------------------------------------------------------------------------- helpers
+    def _node_id(self, node: fx.Node) -> str:
+        """A node name unique across the model's graph and its Choice candidates' graphs."""
+        return f"{self.prefix}:{node.name}"
+
     def _tensor(self, name: str, element: int, shape: Sequence[int], cdim: int, path: str) -> int:
         per_channel = math.prod(s for d, s in enumerate(shape) if d not in (0, cdim))
         self.tensors.append(
@@ -122,8 +128,8 @@ class _Analysis:
     # ------------------------------------------------------------------------------- walk
     def walk(self, gm: fx.GraphModule, prefix: str, inputs: list[_Value] | None) -> list[_Value]:
         """Propagate channel elements through ``gm``; returns the values of its outputs."""
+        outer_prefix, self.prefix = self.prefix, prefix
         values: dict[fx.Node, _Value] = {}
-        step_of: dict[fx.Node, int] = {}
         placeholders = iter(inputs or [])
         outputs: list[_Value] = []
         for node in gm.graph.nodes:
@@ -132,7 +138,6 @@ class _Analysis:
             args = [values[a] for a in node.all_input_nodes if a in values]
             self.uses.append([t for v in args for t in v.tensors])
             self.steps.append([])
-            step_of[node] = len(self.steps) - 1
             if node.op == "placeholder":
                 given = next(placeholders, None)
                 if given is not None:
@@ -160,6 +165,7 @@ class _Analysis:
                 values[node] = value
         if inputs is None:
             self.blocks += find_residual_blocks(gm)
+        self.prefix = outer_prefix
         return outputs
 
     def _node(self, node: fx.Node, module: nn.Module | None, path: str, shape, args, values):
@@ -280,12 +286,17 @@ class _Analysis:
                 self.sets.union(known[key], info[key])
         return False
 
+    def _reading(self, value: _Value, dim: int, size: int, path: str) -> _Value:
+        """The value a layer reads along ``dim``: ``value`` itself when that is its channel
+        dimension, else a fixed element of ``size`` (e.g. a linear over a permuted NCHW map)."""
+        if value.cdim == dim:
+            return value
+        reason = f"'{path}' reads dimension {dim}, not the channels"
+        self.sets.fix(value.element, reason)
+        return _Value(self.sets.new(size, label=path, fixed=reason), dim, list(value.tensors))
+
     def _conv(self, conv: nn.Conv2d, node, path, shape, value):
-        if value.cdim != 1:
-            raise TraceError(
-                f"conv '{path}' reads channels from dimension {value.cdim}; "
-                "slimnas expects NCHW tensors"
-            )
+        value = self._reading(value, 1, conv.in_channels, path)
         groups, cin, cout = conv.groups, conv.in_channels, conv.out_channels
         group_width = 0
         if groups == 1:
@@ -310,7 +321,7 @@ class _Analysis:
                 "out_element": out.element,
                 "group_width": group_width,
                 "producer": group_width == 0,
-                "node": node.name,
+                "node": self._node_id(node),
             },
         )
         self.layers.append(
@@ -329,9 +340,9 @@ class _Analysis:
         return out
 
     def _linear(self, linear: nn.Linear, node, path, shape, value):
-        in_shape = _shape(node.all_input_nodes[0])
-        if value.cdim != len(in_shape) - 1:
-            self.sets.fix(value.element, f"linear '{path}' reads a non-channel dimension")
+        value = self._reading(
+            value, len(_shape(node.all_input_nodes[0])) - 1, linear.in_features, path
+        )
         out = self._new_value(node, path, linear.out_features, len(shape) - 1, shape, producer=path)
         self.sets.add_member(value.element, path)
         first = self._record_module(
@@ -342,7 +353,7 @@ class _Analysis:
                 "out_element": out.element,
                 "group_width": 0,
                 "producer": True,
-                "node": node.name,
+                "node": self._node_id(node),
             },
         )
         self.layers.append(
@@ -371,8 +382,8 @@ class _Analysis:
                 "out_element": value.element,
                 "group_width": 0,
                 "producer": False,
-                "node": node.name,
-                "after": source.name,
+                "node": self._node_id(node),
+                "after": self._node_id(source),
             },
         )
         self.layers.append(
@@ -631,15 +642,16 @@ def _module_table(a: _Analysis, unit_of, stages) -> dict[str, dict]:
 
 def _liveness(steps: list[list[int]], uses: list[list[int]], count: int):
     """Per step, the tensors alive: from the step that writes one to the last step reading it."""
-    born = [0] * count
+    born: list[int | None] = [None] * count
     dies = [0] * count
     for i, written in enumerate(steps):
         for t in written:
-            born[t] = i
+            if born[t] is None:  # an in-place op writes again into a tensor already alive
+                born[t] = i
             dies[t] = max(dies[t], i)
     for i, read in enumerate(uses):
         for t in read:
             dies[t] = max(dies[t], i)
     return tuple(
-        tuple(t for t in range(count) if born[t] <= i <= dies[t]) for i in range(len(steps))
+        tuple(t for t in range(count) if (born[t] or 0) <= i <= dies[t]) for i in range(len(steps))
     )
