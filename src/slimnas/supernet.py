@@ -70,29 +70,37 @@ class Supernet(nn.Module):
     def forward(self, *args, **kwargs):
         return self.model(*args, **kwargs)
 
-    def _modules_of(self, kind: str):
+    def _set_layers(self, choice: Mapping[str, Choice_], mixes: Mapping[str, WidthMix]) -> None:
+        """Give every dynamic layer its active channels (and soft mixes) under ``choice``."""
         for path, info in self.space.modules.items():
-            if info["kind"] == kind:
-                yield info, self.model.get_submodule(path)
+            kind = info["kind"]
+            if kind not in ("conv", "linear", "norm"):
+                continue
+            module = self.model.get_submodule(path)
+            device = module.weight.device if module.weight is not None else None
+            ins, outs = info["in_units"], info["out_units"]
+            if kind == "norm":
+                module.slim_index = layout_index(self.space, ins, choice, device)
+            else:
+                module.slim_in_index = layout_index(self.space, ins, choice, device)
+                module.slim_out_index = layout_index(self.space, outs, choice, device)
+                module.slim_out = None if len(outs) > 1 else choice[outs[0]]
+            mix = mixes.get(outs[0]) if info["mix"] and len(outs) == 1 else None
+            module.slim_mix = mix
 
     # ------------------------------------------------------------------------------- archs
     def activate(self, arch: Mapping[str, Choice_]) -> Arch:
         """Run ``arch`` from now on (hard mode); returns it validated as an `Arch`."""
         arch = self.space.validate(arch)
         choice = self.space.resolve(arch)
+        self._set_layers(choice, {})
         for path, info in self.space.modules.items():
-            module = self.model.get_submodule(path)
-            kind = info["kind"]
-            if kind in ("conv", "linear"):
-                module.slim_out = choice[info["out_unit"]]
-                module.slim_mix = None
-            elif kind == "norm":
-                module.slim_mix = None
-            elif kind == "block":
+            if info["kind"] == "block":
+                module = self.model.get_submodule(path)
                 module.slim_runs = choice[info["depth_unit"]] > info["index"]
                 module.slim_depth_mix = None
-            elif kind == "choice":
-                module.activate(choice[path])
+            elif info["kind"] == "choice":
+                self.model.get_submodule(path).activate(choice[path])
         self.arch = arch
         return arch
 
@@ -123,11 +131,7 @@ class Supernet(nn.Module):
                 raise ArchError(f"unit {name!r}: {len(values)} widths but {len(weights)} weights")
             mixes[name] = WidthMix(tuple(values), weights)
             choice[name] = max(values)
-        for kind in ("conv", "linear", "norm"):
-            for info, module in self._modules_of(kind):
-                if kind != "norm":
-                    module.slim_out = choice[info["out_unit"]]
-                module.slim_mix = mixes.get(info["out_unit"]) if info["mix"] else None
+        self._set_layers(choice, mixes)
         for name, weights in (depths or {}).items():
             unit = self.space.units.get(name)
             if not isinstance(unit, DepthUnit) or len(weights) != len(unit.choices):
@@ -164,7 +168,10 @@ class Supernet(nn.Module):
             module = model.get_submodule(path)
             kind = info["kind"]
             if kind in ("conv", "linear", "norm"):
-                _slice_layer(module, kind, choice[info["in_unit"]], choice[info["out_unit"]])
+                device = module.weight.device if module.weight is not None else None
+                ins = layout_index(self.space, info["in_units"], choice, device, always=True)
+                outs = layout_index(self.space, info["out_units"], choice, device, always=True)
+                _slice_layer(module, kind, ins, outs)
             elif kind == "block" and choice[info["depth_unit"]] <= info["index"]:
                 replaced[path] = nn.Identity()
             elif kind == "choice":
@@ -226,35 +233,60 @@ class Supernet(nn.Module):
         return supernet
 
 
-def _slice_layer(module: nn.Module, kind: str, cin: int, cout: int) -> None:
-    """Cut a layer's parameters and buffers to ``cin`` inputs and ``cout`` outputs, in place."""
+def layout_index(
+    space: Space,
+    units: list[str] | tuple[str, ...],
+    choice: Mapping[str, Choice_],
+    device: torch.device | None = None,
+    always: bool = False,
+) -> torch.Tensor | None:
+    """Active channel indices of a layout: the leading ``choice[u]`` of each unit's segment.
 
-    def cut(tensor: torch.Tensor | None, *sizes: int) -> torch.Tensor | None:
-        if tensor is None:
+    Returns ``None`` for a one-unit layout (its leading channels) unless ``always``.
+    """
+    if len(units) == 1 and not always:
+        return None
+    parts, offset = [], 0
+    for name in units:
+        parts.append(torch.arange(offset, offset + int(choice[name]), device=device))
+        offset += space.units[name].max_channels
+    return torch.cat(parts)
+
+
+def _slice_layer(module: nn.Module, kind: str, ins: torch.Tensor, outs: torch.Tensor) -> None:
+    """Keep the ``ins`` input and ``outs`` output channels of a layer, in place."""
+
+    def keep(param: torch.Tensor | None, rows: torch.Tensor, cols: torch.Tensor | None = None):
+        if param is None:
             return None
-        index = tuple(slice(0, s) for s in sizes)
-        return tensor.detach()[index].clone()
+        data = param.detach().index_select(0, rows)
+        if cols is not None:
+            data = data.index_select(1, cols)
+        return data.clone()
 
+    def parameter(old: nn.Parameter, data: torch.Tensor) -> nn.Parameter:
+        return nn.Parameter(data, old.requires_grad)
+
+    cin, cout = len(ins), len(outs)
     if kind == "conv":
         group_width = module.slim_group_width
         groups = cin // group_width if group_width else module.groups
-        module.weight = nn.Parameter(
-            cut(module.weight, cout, cin // groups), module.weight.requires_grad
-        )
+        cols = None if group_width else ins
+        module.weight = parameter(module.weight, keep(module.weight, outs, cols))
         if module.bias is not None:
-            module.bias = nn.Parameter(cut(module.bias, cout), module.bias.requires_grad)
+            module.bias = parameter(module.bias, keep(module.bias, outs))
         module.in_channels, module.out_channels, module.groups = cin, cout, groups
     elif kind == "linear":
-        module.weight = nn.Parameter(cut(module.weight, cout, cin), module.weight.requires_grad)
+        module.weight = parameter(module.weight, keep(module.weight, outs, ins))
         if module.bias is not None:
-            module.bias = nn.Parameter(cut(module.bias, cout), module.bias.requires_grad)
+            module.bias = parameter(module.bias, keep(module.bias, outs))
         module.in_features, module.out_features = cin, cout
     else:
         for name in ("weight", "bias"):
             param = getattr(module, name)
             if param is not None:
-                setattr(module, name, nn.Parameter(cut(param, cout), param.requires_grad))
+                setattr(module, name, parameter(param, keep(param, outs)))
         for name in ("running_mean", "running_var"):
             if getattr(module, name) is not None:
-                setattr(module, name, cut(getattr(module, name), cout))
+                setattr(module, name, keep(getattr(module, name), outs))
         module.num_features = cout

@@ -55,7 +55,7 @@ def assert_export_matches(
 # ----------------------------------------------------------------------- ResNet-20, option B
 def test_resnet20_stage_convs_share_one_unit(resnet20_space: slimnas.Space) -> None:
     space = resnet20_space
-    out = {path: info["out_unit"] for path, info in space.modules.items() if "out_unit" in info}
+    out = {path: info["out_units"][0] for path, info in space.modules.items() if "out_units" in info}
     # Stage 1: the stem and every block's conv2 (identity shortcuts all the way).
     stage1 = {out["conv1"]} | {out[f"layer1.{i}.conv2"] for i in range(3)}
     assert stage1 == {"conv1"}
@@ -79,21 +79,21 @@ def test_resnet20_each_conv1_has_its_own_unit(resnet20_space: slimnas.Space) -> 
     for stage in (1, 2, 3):
         for block in range(3):
             path = f"layer{stage}.{block}.conv1"
-            name = space.modules[path]["out_unit"]
+            name = space.modules[path]["out_units"][0]
             assert name == path
             unit = space.units[name]
             assert unit.searchable
             # Produced by conv1, normalised by bn1, read by conv2 of the same block only.
             assert set(unit.members) == {path, f"layer{stage}.{block}.bn1", path[:-1] + "2"}
-            assert space.modules[path[:-1] + "2"]["in_unit"] == name
+            assert space.modules[path[:-1] + "2"]["in_units"][0] == name
             seen.add(name)
     assert len(seen) == 9
 
 
 def test_resnet20_input_and_output_are_fixed(resnet20_space: slimnas.Space) -> None:
     space = resnet20_space
-    fc_out = space.modules["fc"]["out_unit"]
-    stem_in = space.modules["conv1"]["in_unit"]
+    fc_out = space.modules["fc"]["out_units"][0]
+    stem_in = space.modules["conv1"]["in_units"][0]
     assert space.units[fc_out].choices == (10,)
     assert space.units[stem_in].choices == (3,)
     assert fc_out not in space.searchable
@@ -134,18 +134,18 @@ def test_depthwise_conv_ties_input_to_output() -> None:
     for i in range(2, 18):  # the blocks with an expansion conv
         expand = space.modules[f"features.{i}.conv.0.0"]
         dw = space.modules[f"features.{i}.conv.1.0"]
-        assert dw["in_unit"] == dw["out_unit"] == expand["out_unit"]
+        assert dw["in_units"][0] == dw["out_units"][0] == expand["out_units"][0]
         assert dw["group_width"] == 1
-        unit = space.units[dw["out_unit"]]
+        unit = space.units[dw["out_units"][0]]
         assert unit.searchable
         assert f"features.{i}.conv.1.0" in unit.members
         # The projection reads the same unit.
-        assert space.modules[f"features.{i}.conv.2"]["in_unit"] == dw["out_unit"]
+        assert space.modules[f"features.{i}.conv.2"]["in_units"][0] == dw["out_units"][0]
         checked += 1
     assert checked == 16
     # Without expansion (block 1) the depthwise conv is tied to the stem.
     dw = space.modules["features.1.conv.0.0"]
-    assert dw["in_unit"] == dw["out_unit"] == space.modules["features.0.0"]["out_unit"]
+    assert dw["in_units"][0] == dw["out_units"][0] == space.modules["features.0.0"]["out_units"][0]
 
 
 class TinyGrouped(nn.Module):
@@ -165,7 +165,7 @@ def test_grouped_conv_choices_are_multiples_of_the_group_width(divisor: int) -> 
     torch.manual_seed(0)
     space = slimnas.trace(TinyGrouped(), torch.randn(1, 3, 8, 8), divisor=divisor)
     info = space.modules["grouped"]
-    assert info["in_unit"] == info["out_unit"] == "stem"
+    assert info["in_units"][0] == info["out_units"][0] == "stem"
     assert info["group_width"] == 8
     unit = space.units["stem"]
     assert unit.granularity == 8
@@ -190,8 +190,8 @@ def test_regnet_grouped_units_respect_group_width() -> None:
     assert grouped
     for path, conv in grouped.items():
         width = conv.in_channels // conv.groups
-        unit = space.units[space.modules[path]["out_unit"]]
-        assert space.modules[path]["in_unit"] == unit.name
+        unit = space.units[space.modules[path]["out_units"][0]]
+        assert space.modules[path]["in_units"][0] == unit.name
         assert unit.granularity % width == 0
         assert unit.searchable, unit.name
         assert all(c % width == 0 for c in unit.choices[:-1]), (unit.name, unit.choices)
@@ -407,7 +407,7 @@ def test_flatten_into_linear_pins_the_last_conv() -> None:
     torch.manual_seed(0)
     model = SmallVGG()
     space = slimnas.trace(model, torch.randn(1, 3, 8, 8))
-    last = space.modules["features.4"]["out_unit"]
+    last = space.modules["features.4"]["out_units"][0]
     assert not space.units[last].searchable
     assert space.units[last].fixed_reason
     assert space.units["features.0"].searchable
@@ -474,7 +474,7 @@ def test_choice_in_residual_block() -> None:
         assert unit.max_channels == hidden
         assert f"block.body.{name}.1" in unit.members
         # The candidate's output joins the residual: the stem's unit.
-        assert space.modules[f"block.body.{name}.3"]["out_unit"] == "stem"
+        assert space.modules[f"block.body.{name}.3"]["out_units"][0] == "stem"
     # Costs switch with the op.
     base = space.max_arch()
     macs = {op: slimnas.macs(space, base.merged({"block.body": op})) for op in ("k3", "k5")}

@@ -36,6 +36,11 @@ def _runs(gates: tuple[Gate, ...], choice: Mapping[str, Choice_]) -> bool:
     return True
 
 
+def _width(units: tuple[str, ...], choice: Mapping[str, Choice_]) -> int:
+    """Channels of a layout: the sum of its units' choices (one unit unless concatenated)."""
+    return sum(choice[u] for u in units)
+
+
 def _layer_macs(layer: Layer, cin: int, cout: int) -> int:
     per_output = layer.group_width if layer.group_width else cin
     return layer.kernel * layer.positions * per_output * cout
@@ -56,7 +61,9 @@ def macs(space: Space, arch: Mapping[str, Choice_]) -> int:
     total = 0
     for layer in space.layers:
         if layer.kind in ("conv", "linear") and _runs(layer.gates, choice):
-            total += _layer_macs(layer, choice[layer.in_unit], choice[layer.out_unit])
+            total += _layer_macs(
+                layer, _width(layer.in_units, choice), _width(layer.out_units, choice)
+            )
     return total
 
 
@@ -71,8 +78,8 @@ def params(space: Space, arch: Mapping[str, Choice_]) -> int:
     total = 0
     for layer in space.layers:
         if layer.count_params and _runs(layer.gates, choice):
-            cin = choice[layer.in_unit] if layer.in_unit else 0
-            cout = choice[layer.out_unit] if layer.out_unit else 0
+            cin = _width(layer.in_units, choice)
+            cout = _width(layer.out_units, choice)
             total += _layer_params(layer, cin, cout)
     return total
 
@@ -106,6 +113,13 @@ class _Expectation:
         if name in self.probs:
             return (self.probs[name] * self._values_of(name)).sum()
         return float(self.choice[name])
+
+    def width(self, units: tuple[str, ...]):
+        """Expected channels of a layout (sum of its units' expectations)."""
+        total = 0.0
+        for name in units:
+            total = total + self.mean(name)
+        return total
 
     def second_moment(self, name: str):
         if name in self.probs:
@@ -149,7 +163,7 @@ def _expected(space: Space, probs: Probs, base, want_macs: bool):
         if layer.kind == "other":
             total = total + gate * layer.fixed_params
             continue
-        cout = e.mean(layer.out_unit)
+        cout = e.width(layer.out_units)
         if layer.kind == "norm":
             value = 2 * cout if layer.bias else 0.0
         elif layer.group_width:
@@ -157,9 +171,9 @@ def _expected(space: Space, probs: Probs, base, want_macs: bool):
             value = value + (0.0 if want_macs or not layer.bias else cout)
         else:
             pair = (
-                e.second_moment(layer.in_unit)
-                if layer.in_unit == layer.out_unit
-                else e.mean(layer.in_unit) * cout
+                e.second_moment(layer.in_units[0])
+                if layer.in_units == layer.out_units and len(layer.in_units) == 1
+                else e.width(layer.in_units) * cout
             )
             value = layer.kernel * pair * (layer.positions if want_macs else 1)
             value = value + (0.0 if want_macs or not layer.bias else cout)

@@ -1,8 +1,10 @@
-"""Dynamic Conv2d: runs any channel choice by slicing the leading filters (weight sharing).
+"""Dynamic Conv2d and Linear: run any channel choice by slicing the leading filters.
 
 Slimmable networks (Yu et al. 2018, arXiv 1812.08928, §3) share weights by taking the first
-``c`` filters and the first ``c_in`` input channels. Depthwise and grouped convs whose input and
-output form one unit keep whole groups: ``groups = c_in / group_width``.
+``c`` filters and the first ``c_in`` input channels. Where the input is a concatenation of several
+units (DenseNet, Inception), the active input channels are the leading ones of each segment, given
+as an index. Depthwise and grouped convs whose input and output form one layout keep whole groups:
+``groups = c_in / group_width``.
 """
 
 from __future__ import annotations
@@ -14,27 +16,42 @@ from torch import nn
 from slimnas.dynamic.mixed import WidthMix, mix_widths
 
 
+def _rows(tensor: torch.Tensor | None, count: int | None, index: torch.Tensor | None):
+    """The active output rows of a weight or bias: an index, or the leading ``count``."""
+    if tensor is None:
+        return None
+    if index is not None:
+        return tensor.index_select(0, index)
+    return tensor[:count] if count is not None else tensor
+
+
 class DynamicConv2d(nn.Conv2d):
-    """An `nn.Conv2d` whose active output width is set by the supernet.
+    """An `nn.Conv2d` whose active channels are set by the supernet.
 
     The supernet turns a model's convs into this class in place (state dict keys unchanged) and
-    sets ``slim_out`` (active output channels, ``None`` = all), ``slim_group_width`` (0 for
-    dense convs) and, in soft mode, ``slim_mix``. Input channels follow the input tensor.
+    sets ``slim_out`` (active output channels; ``None`` = all), ``slim_out_index`` /
+    ``slim_in_index`` (active channels of a concatenated layout; ``None`` = leading ones),
+    ``slim_group_width`` (0 for dense convs) and, in soft mode, ``slim_mix``.
     """
 
     slim_out: int | None = None
     slim_group_width: int = 0
+    slim_in_index: torch.Tensor | None = None
+    slim_out_index: torch.Tensor | None = None
     slim_mix: WidthMix | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cin = x.shape[1]
+        weight = _rows(self.weight, self.slim_out, self.slim_out_index)
+        bias = _rows(self.bias, self.slim_out, self.slim_out_index)
         if self.slim_group_width:
-            cout, groups = self.slim_out or cin, cin // self.slim_group_width
-            weight = self.weight[:cout]
+            groups = cin // self.slim_group_width
         else:
-            cout, groups = self.slim_out or self.out_channels, self.groups
-            weight = self.weight[:cout, : cin // groups]
-        bias = self.bias[:cout] if self.bias is not None else None
+            groups = self.groups
+            if self.slim_in_index is not None:
+                weight = weight.index_select(1, self.slim_in_index)
+            else:
+                weight = weight[:, : cin // groups]
         if self.padding_mode != "zeros":
             x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
             padding = 0
@@ -45,15 +62,22 @@ class DynamicConv2d(nn.Conv2d):
 
 
 class DynamicLinear(nn.Linear):
-    """An `nn.Linear` whose active output width is ``slim_out``; inputs follow the tensor."""
+    """An `nn.Linear` with active output width ``slim_out``; inputs follow the tensor (or
+    ``slim_in_index`` for a concatenated layout)."""
 
     slim_out: int | None = None
+    slim_in_index: torch.Tensor | None = None
+    slim_out_index: torch.Tensor | None = None
     slim_mix: WidthMix | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        cout = self.slim_out or self.out_features
-        bias = self.bias[:cout] if self.bias is not None else None
-        y = F.linear(x, self.weight[:cout, : x.shape[-1]], bias)
+        weight = _rows(self.weight, self.slim_out, self.slim_out_index)
+        bias = _rows(self.bias, self.slim_out, self.slim_out_index)
+        if self.slim_in_index is not None:
+            weight = weight.index_select(1, self.slim_in_index)
+        else:
+            weight = weight[:, : x.shape[-1]]
+        y = F.linear(x, weight, bias)
         if self.slim_mix is None:
             return y
         return mix_widths(y.movedim(-1, 1), self.slim_mix).movedim(1, -1)

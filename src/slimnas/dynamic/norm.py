@@ -16,37 +16,52 @@ from slimnas.dynamic.mixed import WidthMix, mix_widths
 
 
 class DynamicBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """Mixin body for BatchNorm1d/2d; ``slim_mix`` is set where soft mode mixes the unit."""
+    """Mixin body for BatchNorm1d/2d.
 
+    ``slim_index`` selects the active channels of a concatenated layout (``None``: the leading
+    ``x.shape[1]``); ``slim_mix`` is set where soft mode mixes the unit.
+    """
+
+    slim_index: torch.Tensor | None = None
     slim_mix: WidthMix | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = x.shape[1]
-        if c == self.num_features:
+        if self.slim_index is None and x.shape[1] == self.num_features:
             y = super().forward(x)
         else:
-            y = self._sliced_forward(x, c)
+            select = self.slim_index if self.slim_index is not None else slice(0, x.shape[1])
+            y = self._partial_forward(x, select)
         return mix_widths(y, self.slim_mix) if self.slim_mix is not None else y
 
-    def _sliced_forward(self, x: torch.Tensor, c: int) -> torch.Tensor:
-        # Same arithmetic as _BatchNorm.forward, on the leading c channels; the in-place update
-        # of the sliced running statistics writes into the shared buffers.
+    def _partial_forward(self, x: torch.Tensor, select: slice | torch.Tensor) -> torch.Tensor:
+        # Same arithmetic as _BatchNorm.forward on the selected channels. A slice gives views,
+        # whose in-place statistics update writes into the shared buffers; an index gives
+        # copies, written back below.
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
             factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else factor
         use_batch = self.training or (self.running_mean is None and self.running_var is None)
-        keep_stats = not self.training or self.track_running_stats
-        return F.batch_norm(
+        keep_stats = (not self.training or self.track_running_stats) and (
+            self.running_mean is not None
+        )
+        mean = self.running_mean[select] if keep_stats else None
+        var = self.running_var[select] if keep_stats else None
+        y = F.batch_norm(
             x,
-            self.running_mean[:c] if keep_stats and self.running_mean is not None else None,
-            self.running_var[:c] if keep_stats and self.running_var is not None else None,
-            self.weight[:c] if self.weight is not None else None,
-            self.bias[:c] if self.bias is not None else None,
+            mean,
+            var,
+            self.weight[select] if self.weight is not None else None,
+            self.bias[select] if self.bias is not None else None,
             use_batch,
             factor,
             self.eps,
         )
+        if keep_stats and self.training and isinstance(select, torch.Tensor):
+            with torch.no_grad():
+                self.running_mean[select] = mean
+                self.running_var[select] = var
+        return y
 
 
 class DynamicBatchNorm2d(DynamicBatchNorm, nn.BatchNorm2d):

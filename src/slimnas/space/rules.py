@@ -9,10 +9,13 @@ BatchNorm), *join* (elementwise with broadcasting: residual adds, squeeze-excita
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from slimnas.errors import TraceError
 
 PASS_MODULES: tuple[type[nn.Module], ...] = (
     nn.ReLU,
@@ -118,8 +121,42 @@ def is_inplace(target: object, module: nn.Module | None, kwargs: dict) -> bool:
     return target in INPLACE_FUNCTIONS or bool(kwargs.get("inplace", False))
 
 
+BEHAVIOURS = ("pass", "join", "opaque")
+_REGISTERED: dict[object, str] = {}
+
+
+def register_rule(op: type[nn.Module] | Callable | str, behaviour: str) -> None:
+    """Tell the tracer how a custom op treats channels.
+
+    Args:
+        op: a module class (kept whole by the tracer, i.e. an fx leaf), a function, or a tensor
+            method name.
+        behaviour: "pass" (channels in = channels out, each channel computed from the same
+            channel, e.g. an activation), "join" (elementwise over several inputs with
+            broadcasting, e.g. a custom gated add), or "opaque" (the channels it reads and writes
+            are fixed). Ops with parameters that depend on the channel count must be "opaque"
+            (or built from torch's Conv2d / Linear / BatchNorm, which slimnas slices).
+    """
+    if behaviour not in BEHAVIOURS:
+        raise TraceError(f"unknown rule behaviour {behaviour!r}; use one of {BEHAVIOURS}")
+    _REGISTERED[op] = behaviour
+
+
+def unregister_rule(op: type[nn.Module] | Callable | str) -> None:
+    """Forget a rule given with `register_rule`."""
+    _REGISTERED.pop(op, None)
+
+
+def registered_modules() -> tuple[type[nn.Module], ...]:
+    return tuple(op for op in _REGISTERED if isinstance(op, type))
+
+
 def classify(target: object, module: nn.Module | None) -> str:
     """One of "conv", "linear", "norm", "pass", "join", "reshape", "opaque"."""
+    if module is not None and type(module) in _REGISTERED:
+        return _REGISTERED[type(module)]
+    if module is None and _hashable(target) and target in _REGISTERED:
+        return _REGISTERED[target]
     if module is not None:
         if isinstance(module, nn.Conv2d):
             return "conv"
@@ -140,6 +177,8 @@ def classify(target: object, module: nn.Module | None) -> str:
         if target in RESHAPE_METHODS:
             return "reshape"
         return "opaque"
+    if getattr(target, "__name__", "") == "stochastic_depth":  # torchvision.ops, fx-wrapped
+        return "pass"
     if target in PASS_FUNCTIONS:
         return "pass"
     if target in JOIN_FUNCTIONS:
@@ -147,3 +186,11 @@ def classify(target: object, module: nn.Module | None) -> str:
     if target in RESHAPE_FUNCTIONS:
         return "reshape"
     return "opaque"
+
+
+def _hashable(target: object) -> bool:
+    try:
+        hash(target)
+    except TypeError:
+        return False
+    return True

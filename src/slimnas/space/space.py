@@ -28,12 +28,11 @@ class Layer:
     Attributes:
         path: module path.
         kind: "conv", "linear", "norm" or "other" (parameters we do not slice).
-        in_unit: unit giving the input channels ("" for "other").
-        out_unit: unit giving the output channels ("" for "other").
+        in_units: units laid side by side along the input channels (several after a concat).
+        out_units: units of the output channels.
         positions: output positions per channel (H·W for convs, tokens for linears).
         kernel: kernel elements kh·kw (1 for linears).
-        group_width: 0 for a dense layer; else input channels per group of a grouped conv whose
-            input and output share a unit (1 for depthwise).
+        group_width: 0 for a dense layer; else input channels per group (1 for depthwise).
         bias: the layer has a bias (for norms: affine weight and bias).
         count_params: False on repeated calls of a shared module, so parameters count once.
         fixed_params: parameter count of an "other" record.
@@ -42,8 +41,8 @@ class Layer:
 
     path: str
     kind: str
-    in_unit: str = ""
-    out_unit: str = ""
+    in_units: tuple[str, ...] = ()
+    out_units: tuple[str, ...] = ()
     positions: int = 1
     kernel: int = 1
     group_width: int = 0
@@ -57,11 +56,12 @@ class Layer:
 class TensorRecord:
     """An activation tensor of the traced graph, for the peak-memory model.
 
-    ``elements`` is its element count per channel at batch 1; its channels come from ``unit``.
+    ``elements`` is its element count per channel at batch 1; its channels are the sum of
+    ``units``.
     """
 
     name: str
-    unit: str
+    units: tuple[str, ...]
     elements: int
     gates: tuple[Gate, ...] = ()
 
@@ -261,8 +261,22 @@ class Space:
         def gates(raw: Iterable) -> tuple[Gate, ...]:
             return tuple((g[0], g[1]) for g in raw)
 
-        layers = tuple(Layer(**{**r, "gates": gates(r["gates"])}) for r in data["layers"])
-        tensors = tuple(TensorRecord(**{**r, "gates": gates(r["gates"])}) for r in data["tensors"])
+        layers = tuple(
+            Layer(
+                **{
+                    **r,
+                    "in_units": tuple(r["in_units"]),
+                    "out_units": tuple(r["out_units"]),
+                    "gates": gates(r["gates"]),
+                }
+            )
+            for r in data["layers"]
+        )
+        tensors = tuple(
+            TensorRecord(**{**r, "units": tuple(r["units"]), "gates": gates(r["gates"])})
+            for r in data["tensors"]
+        )
+
         return cls(
             units=units,
             layers=layers,
