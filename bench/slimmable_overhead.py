@@ -64,8 +64,8 @@ CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time
 
 
 @dataclass(frozen=True)
-class Effort:
-    """How many warm-up calls and timed samples each comparison gets."""
+class Timing:
+    """How each comparison is timed: warm-up calls, timed samples, and the clock."""
 
     warmup: int
     train_repeats: int
@@ -76,7 +76,7 @@ class Effort:
     clock: Callable[[], float] = time.perf_counter
 
 
-FULL = Effort(
+FULL = Timing(
     warmup=2,
     train_repeats=13,
     eval64_repeats=21,
@@ -84,7 +84,7 @@ FULL = Effort(
     eval1_sample_s=0.03,
     cost_rounds=3,
 )
-QUICK = Effort(
+QUICK = Timing(
     warmup=1, train_repeats=3, eval64_repeats=5, eval1_repeats=7, eval1_sample_s=0.01, cost_rounds=1
 )
 
@@ -267,7 +267,9 @@ def archs_of(space: slimnas.Space) -> dict[str, slimnas.Arch]:
     return archs
 
 
-def measure_model(name: str, effort: Effort, progress: tqdm) -> tuple[list[ArchResult], object]:
+def measure_model(
+    name: str, timing: Timing, progress: tqdm
+) -> tuple[list[ArchResult], slimnas.Space]:
     build = MODELS[name]
     torch.manual_seed(0)
     model = build()
@@ -290,9 +292,9 @@ def measure_model(name: str, effort: Effort, progress: tqdm) -> tuple[list[ArchR
         train = compare(
             train_step(supernet, x64),
             train_step(exported, x64),
-            effort.warmup,
-            effort.train_repeats,
-            clock=effort.clock,
+            timing.warmup,
+            timing.train_repeats,
+            clock=timing.clock,
         )
         exported.eval()
         native.eval()
@@ -300,17 +302,17 @@ def measure_model(name: str, effort: Effort, progress: tqdm) -> tuple[list[ArchR
             eval64 = compare(
                 forward(exported, x64),
                 forward(native, x64),
-                effort.warmup,
-                effort.eval64_repeats,
-                clock=effort.clock,
+                timing.warmup,
+                timing.eval64_repeats,
+                clock=timing.clock,
             )
             eval1 = compare(
                 forward(exported, x1),
                 forward(native, x1),
-                5 * effort.warmup,
-                effort.eval1_repeats,
-                effort.eval1_sample_s,
-                effort.clock,
+                5 * timing.warmup,
+                timing.eval1_repeats,
+                timing.eval1_sample_s,
+                timing.clock,
             )
         results.append(
             ArchResult(name, label, slimnas.macs(space, arch), count, train, eval1, eval64)
@@ -319,7 +321,7 @@ def measure_model(name: str, effort: Effort, progress: tqdm) -> tuple[list[ArchR
     return results, space
 
 
-def cost_query_us(space: slimnas.Space, effort: Effort) -> dict[str, float]:
+def cost_query_us(space: slimnas.Space, timing: Timing) -> dict[str, float]:
     """Mean microseconds per call of each cost function over COST_CALLS calls (median round)."""
     archs = list(archs_of(space).values())
     queries = {"macs": slimnas.macs, "params": slimnas.params, "peak_memory": slimnas.peak_memory}
@@ -328,12 +330,12 @@ def cost_query_us(space: slimnas.Space, effort: Effort) -> dict[str, float]:
         for arch in archs * 10:  # warm-up
             query(space, arch)
         rounds = []
-        for _ in range(effort.cost_rounds):
+        for _ in range(timing.cost_rounds):
             gc.collect()
-            start = effort.clock()
+            start = timing.clock()
             for i in range(COST_CALLS):
                 query(space, archs[i % len(archs)])
-            rounds.append((effort.clock() - start) / COST_CALLS * 1e6)
+            rounds.append((timing.clock() - start) / COST_CALLS * 1e6)
         result[name] = statistics.median(rounds)
     return result
 
@@ -431,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     args = parser.parse_args(argv)
-    effort = dataclasses.replace(QUICK if args.quick else FULL, clock=CLOCKS[args.clock])
+    timing = dataclasses.replace(QUICK if args.quick else FULL, clock=CLOCKS[args.clock])
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(
@@ -448,13 +450,13 @@ def main(argv: list[str] | None = None) -> int:
     archs = len(args.models) * (2 + RANDOM_ARCHS)
     with tqdm(total=archs, disable=not sys.stderr.isatty()) as progress:
         for name in args.models:
-            model_results, space = measure_model(name, effort, progress)
+            model_results, space = measure_model(name, timing, progress)
             results += model_results
             if name == "resnet56":
                 resnet_space = space
     if resnet_space is None:
         resnet_space = slimnas.trace(resnet56(), torch.randn(1, *INPUT))
-    costs = cost_query_us(resnet_space, effort)
+    costs = cost_query_us(resnet_space, timing)
 
     figures = print_report(results, costs)
     # The 1-minute load average now includes this run's own threads.

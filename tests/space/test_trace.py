@@ -55,7 +55,7 @@ def assert_export_matches(
 # ----------------------------------------------------------------------- ResNet-20, option B
 def test_resnet20_stage_convs_share_one_unit(resnet20_space: slimnas.Space) -> None:
     space = resnet20_space
-    out = {path: info["out_units"][0] for path, info in space.modules.items() if "out_units" in info}
+    out = {p: info["out_units"][0] for p, info in space.modules.items() if "out_units" in info}
     # Stage 1: the stem and every block's conv2 (identity shortcuts all the way).
     stage1 = {out["conv1"]} | {out[f"layer1.{i}.conv2"] for i in range(3)}
     assert stage1 == {"conv1"}

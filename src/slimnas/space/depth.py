@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import fx
 
+from slimnas.space import rules
 from slimnas.space.units import DepthUnit
 
 _ADD = {operator.add, operator.iadd, torch.add, "add", "add_"}
@@ -43,52 +44,56 @@ def _is_add(node: fx.Node) -> bool:
 
 
 def find_residual_blocks(gm: fx.GraphModule) -> list[ResidualBlock]:
+    """Modules computing ``x + f(x)``: their only input ``x`` reaches the output through adds
+    alone (one residual add, or several in a row as in transformer blocks), optionally followed
+    by activations."""
     nodes = list(gm.graph.nodes)
     index = {n: i for i, n in enumerate(nodes)}
     blocks: dict[str, ResidualBlock] = {}
+    seen: set[str] = set()
     for add in nodes:
-        if not _is_add(add) or len(add.all_input_nodes) != 2:
+        if not _is_add(add) or not _stack(add) or _stack(add)[-1] in seen:
             continue
-        stack = _stack(add)
-        if not stack or stack[-1] in blocks:
-            continue
-        path = stack[-1]
+        path = _stack(add)[-1]
+        seen.add(path)
         inside = [n for n in nodes if path in _stack(n)]
         members = set(inside)
-        a, b = add.all_input_nodes
-        outside = [n for n in (a, b) if n not in members]
-        if len(outside) != 1:
-            continue
-        x = outside[0]
-        if any(
-            i not in members and i is not x and i.op != "get_attr"
-            for n in inside
-            for i in n.all_input_nodes
-        ):
-            continue  # the block reads something besides x
+        external = {
+            i for n in inside for i in n.all_input_nodes if i not in members and i.op != "get_attr"
+        }
+        if len(external) != 1:
+            continue  # the block reads more than one tensor from outside
+        x = external.pop()
         out = inside[-1]
         if any(u not in members for n in inside if n is not out for u in n.users):
             continue  # an inner tensor escapes the block
-        if not _only_activations_after(add, [n for n in inside if index[n] > index[add]]):
-            continue
         if _shape(out) != _shape(x) or _shape(x) is None:
             continue
+        if not _identity_path(_before_activations(out, gm), x):
+            continue
         parent = path.rsplit(".", 1)[0] if "." in path else ""
-        head = (
-            any(p.rsplit(".", 1)[0] == parent and p != path for p in _stack(x)) if parent else False
-        )
+        head = bool(parent) and any(p.rsplit(".", 1)[0] == parent and p != path for p in _stack(x))
         blocks[path] = ResidualBlock(path, x.name, out.name, index[out], head)
     return sorted(blocks.values(), key=lambda b: b.order)
 
 
-def _only_activations_after(add: fx.Node, tail: list[fx.Node]) -> bool:
-    """Whether ``tail`` is a chain of single-input ops hanging off ``add`` (e.g. a ReLU)."""
-    previous = add
-    for node in tail:
-        if node.all_input_nodes != [previous]:
-            return False
-        previous = node
-    return True
+def _before_activations(node: fx.Node, gm: fx.GraphModule) -> fx.Node:
+    """Walk back from ``node`` over single-input, channel-wise activations (a ReLU after add)."""
+    while not _is_add(node) and len(node.all_input_nodes) == 1:
+        module = gm.get_submodule(node.target) if node.op == "call_module" else None
+        if rules.classify(node.target, module) != "pass":
+            break
+        node = node.all_input_nodes[0]
+    return node
+
+
+def _identity_path(node: fx.Node, x: fx.Node, depth: int = 0) -> bool:
+    """Whether ``node`` is ``x`` plus other terms: x itself, or an add with one such operand."""
+    if node is x:
+        return True
+    if depth > 16 or not _is_add(node) or len(node.all_input_nodes) != 2:
+        return False
+    return any(_identity_path(i, x, depth + 1) for i in node.all_input_nodes)
 
 
 def group_stages(blocks: list[ResidualBlock], gm: fx.GraphModule) -> list[DepthUnit]:
