@@ -411,7 +411,7 @@ def _load_text(cpus: int) -> str:
     if not hasattr(os, "getloadavg"):
         return ""
     load = os.getloadavg()[0]
-    busy = "  (other processes are using the CPUs: timings are noisy)" if load > 0.5 else ""
+    busy = "  (busy: timings are noisy; try --threads 1 --clock cpu)" if load > 0.5 else ""
     return f"load average {load:.2f} on {cpus} CPUs{busy}"
 
 

@@ -57,7 +57,9 @@ def test_space_command_prints_units(capsys) -> None:
 def test_console_entry_point_exit_code() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "slimnas.cli", "demo", "--archs", "0"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert result.stderr.strip().startswith("slimnas: error: --archs")

@@ -28,6 +28,7 @@ from slimnas.errors import (
     TraceError,
 )
 from slimnas.space import Arch, ChannelUnit, DepthUnit, OpUnit, Space, trace
+from slimnas.space.rules import register_rule, unregister_rule
 from slimnas.supernet import Supernet
 from slimnas.train.bn import recalibrate_bn
 
@@ -60,5 +61,7 @@ __all__ = [
     "parse_budgets",
     "peak_memory",
     "recalibrate_bn",
+    "register_rule",
     "trace",
+    "unregister_rule",
 ]

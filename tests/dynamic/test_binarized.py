@@ -14,9 +14,14 @@ from slimnas.dynamic import gate_to_logit_grad
 
 def candidate(kernel: int) -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(8, 16, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(8, 16, 1, bias=False),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
         nn.Conv2d(16, 16, kernel, padding=kernel // 2, groups=16, bias=False),
-        nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 8, 1, bias=False), nn.BatchNorm2d(8),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 8, 1, bias=False),
+        nn.BatchNorm2d(8),
     )
 
 

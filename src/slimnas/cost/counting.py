@@ -60,7 +60,7 @@ def macs(space: Space, arch: Mapping[str, Choice_]) -> int:
     choice = space.resolve(space.validate(arch))
     total = 0
     for layer in space.layers:
-        if layer.kind in ("conv", "linear") and _runs(layer.gates, choice):
+        if layer.kind in ("conv", "linear") and layer.inference and _runs(layer.gates, choice):
             total += _layer_macs(
                 layer, _width(layer.in_units, choice), _width(layer.out_units, choice)
             )
@@ -153,7 +153,7 @@ def _expected(space: Space, probs: Probs, base, want_macs: bool):
     e = _Expectation(space, probs, base)
     total = 0.0
     for layer in space.layers:
-        if want_macs and layer.kind not in ("conv", "linear"):
+        if want_macs and (layer.kind not in ("conv", "linear") or not layer.inference):
             continue
         if not want_macs and not layer.count_params:
             continue

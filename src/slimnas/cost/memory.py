@@ -22,7 +22,9 @@ def peak_memory(space: Space, arch: Mapping[str, Choice_], bytes_per_element: in
     """Peak bytes of live activations at ``arch`` for one input (float32 by default)."""
     choice = space.resolve(space.validate(arch))
     sizes = [
-        t.elements * _width(t.units, choice) * bytes_per_element if _runs(t.gates, choice) else 0
+        t.elements * _width(t.units, choice) * bytes_per_element
+        if t.inference and _runs(t.gates, choice)
+        else 0
         for t in space.tensors
     ]
     return max((sum(sizes[i] for i in step) for step in space.live), default=0)
@@ -37,7 +39,8 @@ def expected_peak_memory(
     """Max over steps of the expected live bytes (a differentiable upper-level surrogate)."""
     e = _Expectation(space, probs, base)
     sizes = [
-        e.gate(t.gates) * e.width(t.units) * (t.elements * bytes_per_element) for t in space.tensors
+        e.gate(t.gates) * e.width(t.units) * (t.elements * bytes_per_element) * t.inference
+        for t in space.tensors
     ]
     sizes = [s if isinstance(s, torch.Tensor) else torch.tensor(float(s)) for s in sizes]
     steps = [torch.stack([sizes[i] for i in step]).sum() for step in space.live if step]

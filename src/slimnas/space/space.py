@@ -37,6 +37,8 @@ class Layer:
         count_params: False on repeated calls of a shared module, so parameters count once.
         fixed_params: parameter count of an "other" record.
         gates: choices that must hold for the layer to run.
+        inference: False for layers that run only in training (auxiliary heads): they count in
+            parameters, not in MACs or memory.
     """
 
     path: str
@@ -50,6 +52,7 @@ class Layer:
     count_params: bool = True
     fixed_params: int = 0
     gates: tuple[Gate, ...] = ()
+    inference: bool = True
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class TensorRecord:
     units: tuple[str, ...]
     elements: int
     gates: tuple[Gate, ...] = ()
+    inference: bool = True
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,39 @@ def _propagate_shapes(gm: fx.GraphModule, example: torch.Tensor) -> None:
             m.train(mode)
 
 
+def _module_paths(gm: fx.GraphModule) -> set[str]:
+    paths = set()
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            paths.add(str(node.target))
+        paths.update(v[0] for v in (node.meta.get("nn_module_stack") or {}).values())
+    return paths
+
+
+def _model_graph(model: nn.Module, leaves) -> tuple[fx.GraphModule, set[str] | None]:
+    """The graph to analyse, and the module paths that run at inference.
+
+    Models branch on ``self.training`` (GoogLeNet's and Inception's auxiliary heads run only in
+    training), and fx freezes such branches at trace time. The inference graph is traced in eval
+    mode; if the training graph calls modules the inference graph does not, the training graph is
+    analysed instead (so those heads are sliced too) and the extra modules are marked
+    training-only: they count in parameters but not in MACs or memory.
+    """
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        inference = _trace_graph(model, leaves)
+        model.train()
+        training = _trace_graph(model, leaves)
+    finally:
+        for m, mode in modes.items():
+            m.train(mode)
+    paths = _module_paths(inference)
+    if _module_paths(training) <= paths:
+        return inference, None
+    return training, paths
+
+
 def _trace_candidate(candidate: nn.Module, example: torch.Tensor) -> fx.GraphModule:
     gm = _trace_graph(candidate, ())
     _propagate_shapes(gm, example)
@@ -133,9 +166,9 @@ def trace(
         raise TraceError(f"min_ratio must be in (0, 1], got {min_ratio}")
     if divisor < 1 or steps < 1:
         raise TraceError(f"divisor and steps must be positive, got {divisor} and {steps}")
-    gm = _trace_graph(model, leaf_modules)
+    gm, inference_paths = _model_graph(model, leaf_modules)
     _propagate_shapes(gm, example_input)
-    walk = Propagation(model, _trace_candidate)
+    walk = Propagation(model, _trace_candidate, inference_paths=inference_paths)
     walk.walk(gm, "", None)
     space = _build_space(walk, gm, tuple(example_input.shape), divisor, min_ratio, steps)
     for name in fix:
@@ -211,6 +244,7 @@ def _build_space(w: Propagation, gm, input_shape, divisor, min_ratio, steps) -> 
             bias=r["bias"],
             count_params=r["count_params"],
             gates=gates(r["path"]),
+            inference=r["inference"],
         )
         for r in w.layers
     ]
@@ -226,6 +260,7 @@ def _build_space(w: Propagation, gm, input_shape, divisor, min_ratio, steps) -> 
             units=unit_names(t["elements"]),
             elements=t["positions"],
             gates=gates(t["path"]),
+            inference=t["inference"],
         )
         for t in w.tensors
     )

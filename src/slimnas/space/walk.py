@@ -57,11 +57,18 @@ class Propagation:
     blocks: list[ResidualBlock] = field(default_factory=list)
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
     prefix: str = ""  # path of the Choice candidate being walked ("" for the model itself)
+    inference_paths: set[str] | None = None  # module paths that run at inference (None: all)
 
     # ----------------------------------------------------------------------------- helpers
     def node_id(self, node: fx.Node) -> str:
         """A node name unique across the model's graph and its Choice candidates' graphs."""
         return f"{self.prefix}:{node.name}"
+
+    def at_inference(self, path: str) -> bool:
+        """False for modules that run only in training (auxiliary heads)."""
+        if self.inference_paths is None or not path or self.prefix:
+            return True
+        return path in self.inference_paths
 
     def width(self, value: Value) -> int:
         return sum(self.sets.size[self.sets.find(e)] for e in value.elements)
@@ -69,7 +76,13 @@ class Propagation:
     def _tensor(self, name: str, elements, shape: Sequence[int], cdim: int, path: str) -> int:
         positions = math.prod(s for d, s in enumerate(shape) if d not in (0, cdim))
         self.tensors.append(
-            {"name": name, "elements": tuple(elements), "positions": positions, "path": path}
+            {
+                "name": name,
+                "elements": tuple(elements),
+                "positions": positions,
+                "path": path,
+                "inference": self.at_inference(path),
+            }
         )
         return len(self.tensors) - 1
 
@@ -294,6 +307,7 @@ class Propagation:
                 "group_width": group_width,
                 "bias": bias,
                 "count_params": first,
+                "inference": self.at_inference(path),
             }
         )
 
