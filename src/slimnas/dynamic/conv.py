@@ -16,6 +16,26 @@ from torch import nn
 from slimnas.dynamic.mixed import WidthMix, mix_widths
 
 
+def _active_weight(module: nn.Module, rows: int, cols: int) -> torch.Tensor:
+    """The leading ``rows`` × ``cols`` block of ``module.weight``.
+
+    At full width the weight itself (no slicing in the autograd graph). Without grad (search,
+    evaluation) one contiguous copy per width is reused until the weight changes in place
+    (``_version`` counts optimizer steps and ``load_state_dict``), so small-batch evaluation
+    does not pay for a strided weight on every call.
+    """
+    weight = module.weight
+    if cols == weight.shape[1]:
+        return weight if rows == weight.shape[0] else weight[:rows]
+    if torch.is_grad_enabled():
+        return weight[:rows, :cols]
+    key = (rows, cols, weight._version, weight.data_ptr())
+    if getattr(module, "slim_weight_key", None) != key:
+        module.slim_weight_cache = weight.detach()[:rows, :cols].contiguous()
+        module.slim_weight_key = key
+    return module.slim_weight_cache
+
+
 def _rows(tensor: torch.Tensor | None, count: int | None, index: torch.Tensor | None):
     """The active output rows of a weight or bias: an index, or the leading ``count``."""
     if tensor is None:
@@ -42,16 +62,18 @@ class DynamicConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cin = x.shape[1]
-        weight = _rows(self.weight, self.slim_out, self.slim_out_index)
         bias = _rows(self.bias, self.slim_out, self.slim_out_index)
         if self.slim_group_width:
             groups = cin // self.slim_group_width
         else:
             groups = self.groups
-            if self.slim_in_index is not None:
+        if self.slim_out_index is not None or self.slim_in_index is not None:
+            weight = _rows(self.weight, self.slim_out, self.slim_out_index)
+            if self.slim_in_index is not None and not self.slim_group_width:
                 weight = weight.index_select(1, self.slim_in_index)
-            else:
-                weight = weight[:, : cin // groups]
+        else:
+            cols = self.weight.shape[1] if self.slim_group_width else cin // groups
+            weight = _active_weight(self, self.slim_out or self.out_channels, cols)
         if self.padding_mode != "zeros":
             x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
             padding = 0
@@ -71,12 +93,13 @@ class DynamicLinear(nn.Linear):
     slim_mix: WidthMix | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = _rows(self.weight, self.slim_out, self.slim_out_index)
         bias = _rows(self.bias, self.slim_out, self.slim_out_index)
-        if self.slim_in_index is not None:
-            weight = weight.index_select(1, self.slim_in_index)
+        if self.slim_out_index is not None or self.slim_in_index is not None:
+            weight = _rows(self.weight, self.slim_out, self.slim_out_index)
+            if self.slim_in_index is not None:
+                weight = weight.index_select(1, self.slim_in_index)
         else:
-            weight = weight[:, : x.shape[-1]]
+            weight = _active_weight(self, self.slim_out or self.out_features, x.shape[-1])
         y = F.linear(x, weight, bias)
         if self.slim_mix is None:
             return y
