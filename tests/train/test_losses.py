@@ -75,8 +75,10 @@ def kl_by_hand(student: torch.Tensor, teacher: torch.Tensor, t: float) -> torch.
 
 def test_kd_with_alpha_zero_is_cross_entropy() -> None:
     student, teacher, targets = batch()
-    assert torch.equal(kd_loss(student, teacher, targets, alpha=0.0, temperature=4.0),
-                       cross_entropy(student, targets))
+    assert torch.equal(
+        kd_loss(student, teacher, targets, alpha=0.0, temperature=4.0),
+        cross_entropy(student, targets),
+    )
 
 
 @pytest.mark.parametrize("temperature", [1.0, 2.0, 4.0])

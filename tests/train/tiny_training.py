@@ -54,7 +54,14 @@ def tiny_data() -> tuple[torch.Tensor, torch.Tensor]:
 def tiny_loader(seed: int = 0) -> BatchLoader:
     images, labels = tiny_data()
     return BatchLoader(
-        images, labels, BATCH, seed=seed, augment=True, padding=1, mean=CIFAR10_MEAN, std=CIFAR10_STD
+        images,
+        labels,
+        BATCH,
+        seed=seed,
+        augment=True,
+        padding=1,
+        mean=CIFAR10_MEAN,
+        std=CIFAR10_STD,
     )
 
 

@@ -187,6 +187,8 @@ class Propagation:
             return value
         if kind == "reshape" and args:
             return self._reshape(node, path, shape, args[0])
+        if kind in ("conv", "linear") and not args and _reads_tensor(node):
+            args = [self._constant_input(node, kind, path)]  # reads a buffer or parameter
         if kind == "conv" and args:
             return self._conv(module, node, path, shape, args[0])
         if kind == "linear" and args:
@@ -275,6 +277,14 @@ class Propagation:
             return Value(value.elements, 1)
         reason = f"reshaped by '{path or node.name}' from {tuple(in_shape)} to {tuple(shape)}"
         return self._opaque(node, path, shape, [value], reason)
+
+    def _constant_input(self, node: fx.Node, kind: str, path: str) -> Value:
+        """A fixed layout for a layer whose input is not an activation (Swin v2's position-bias
+        MLP reads a buffer): the layer is still sliced on its output side and counted."""
+        in_shape = shape_of(node.all_input_nodes[0])
+        dim = 1 if kind == "conv" else len(in_shape) - 1
+        element = self.sets.new(in_shape[dim], label=path, fixed=f"'{path}' reads a constant")
+        return Value((element,), dim)
 
     def _reading(self, value: Value, dim: int, size: int, path: str) -> Value:
         """The layout a layer reads along ``dim``: ``value``'s when that is its channel
@@ -430,6 +440,10 @@ class Propagation:
         return Value(
             outputs[0].elements, outputs[0].cdim, [t for out in outputs for t in out.tensors]
         )
+
+
+def _reads_tensor(node: fx.Node) -> bool:
+    return bool(node.all_input_nodes) and shape_of(node.all_input_nodes[0]) is not None
 
 
 def _node_path(node: fx.Node, prefix: str) -> str:
