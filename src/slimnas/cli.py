@@ -63,6 +63,16 @@ def _parse_shape(text: str | None, default: tuple[int, ...]) -> tuple[int, ...]:
     return shape
 
 
+def _builtin_batches(shape: tuple[int, ...], count: int = 5, size: int = 64) -> list:
+    """Normalised batches of the built-in CIFAR-10 subset when the model takes 3x32x32 inputs."""
+    if tuple(shape[1:]) != (3, 32, 32):
+        return []
+    from slimnas.data import load_builtin, normalize
+
+    images, _ = load_builtin(train=True)
+    return [normalize(images[i * size : (i + 1) * size]) for i in range(count)]
+
+
 def _cost_row(space, arch) -> tuple[float, float, float]:
     from slimnas.cost import macs, params, peak_memory
 
@@ -84,6 +94,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from slimnas.onnx_export import export_onnx, verify_onnx
     from slimnas.space import trace
     from slimnas.supernet import Supernet
+    from slimnas.train.bn import recalibrate_bn
 
     if args.archs < 1:
         raise ConfigError(f"--archs must be at least 1, got {args.archs}")
@@ -94,7 +105,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     model, default = _build_model(args.model)
     shape = _parse_shape(args.input, default)
-    example = torch.randn(shape, generator=generator)
+    images = _builtin_batches(shape)
+    example = images[0][:1] if images else torch.randn(shape, generator=generator)
 
     space = trace(model, example)
     print(
@@ -113,8 +125,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"{name:<10} {m:>10.2f} {p:>11.4f} {mem:>14.3f}")
 
     chosen = archs["x0.5"]
+    if images:  # BatchNorm statistics of the chosen subnet, from real training images
+        recalibrate_bn(supernet, chosen, images[1:])
     small = supernet.export(chosen).eval()
-    x = torch.randn(shape, generator=generator)
+    x = images[0] if images else torch.randn(shape, generator=generator)
     with torch.no_grad():
         supernet.activate(chosen)
         torch_diff = (supernet(x) - small(x)).abs().max().item()

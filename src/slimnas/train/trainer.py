@@ -274,7 +274,7 @@ class Trainer:
             "step": self.step,
             "epoch": self.loader.epoch,
             "lr": lr,
-            "loss": float(loss),
+            "loss": float(loss.detach()),
         }
         row.update({k: float(v) for k, v in step_metrics.items()})
         if grad_norm is not None:
