@@ -25,7 +25,7 @@ TRANSFORMERS = ("vit", "swin", "maxvit")
 
 def input_size(name: str) -> int:
     if name == "inception_v3":
-        return 160
+        return 299
     return 224 if name.startswith(TRANSFORMERS) else 64
 
 

@@ -66,7 +66,7 @@ RANDOM_ARCHS = 10
 
 def input_size(name: str) -> int:
     if name == "inception_v3":
-        return 160
+        return 299
     if name.startswith(TRANSFORMERS):
         return 224
     return 64

@@ -320,3 +320,38 @@ def test_evaluate_matches_a_hand_computation() -> None:
     labels = torch.cat([y for _, y in batches])
     assert result.accuracy == (logits.argmax(1) == labels).float().mean().item()
     assert math.isclose(result.loss, F.cross_entropy(logits, labels).item(), rel_tol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="mixed precision needs CUDA")
+def test_mixed_precision_trains_and_resumes_on_cuda(tmp_path) -> None:
+    def cuda_trainer(**settings) -> Trainer:
+        images, labels = tiny_data()
+        from slimnas.data import CIFAR10_MEAN, CIFAR10_STD, BatchLoader
+
+        loader = BatchLoader(
+            images,
+            labels,
+            16,
+            augment=True,
+            padding=1,
+            mean=CIFAR10_MEAN,
+            std=CIFAR10_STD,
+            device="cuda",
+        )
+        return Trainer(
+            tiny_model(0).cuda(),
+            loader,
+            amp=True,
+            run_dir=tmp_path,
+            epochs=2,
+            progress=False,
+            **settings,
+        )
+
+    trainer = cuda_trainer()
+    row = trainer.fit(until_step=2)
+    assert math.isfinite(row["loss"])
+    resumed = cuda_trainer(resume=True)
+    assert resumed.step == 2
+    resumed.fit()
+    assert resumed.step == STEPS

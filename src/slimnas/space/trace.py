@@ -79,7 +79,8 @@ def _propagate_shapes(gm: fx.GraphModule, example: torch.Tensor) -> None:
         with torch.no_grad():
             ShapeProp(gm).propagate(example)
     except Exception as err:
-        text = str(err).strip()
+        cause = err.__cause__ or err  # ShapeProp wraps the op's own error with a graph dump
+        text = str(cause).strip()
         raise TraceError(
             f"running the traced model on an example of shape {tuple(example.shape)} failed: "
             f"{text.splitlines()[0] if text else type(err).__name__}; check the example "
@@ -99,14 +100,18 @@ def _module_paths(gm: fx.GraphModule) -> set[str]:
     return paths
 
 
-def _model_graph(model: nn.Module, leaves) -> tuple[fx.GraphModule, set[str] | None]:
+def _model_graph(
+    model: nn.Module, leaves
+) -> tuple[fx.GraphModule, set[str] | None, fx.GraphModule | None]:
     """The graph to analyse, and the module paths that run at inference.
 
     Models branch on ``self.training`` (GoogLeNet's and Inception's auxiliary heads run only in
     training), and fx freezes such branches at trace time. The inference graph is traced in eval
     mode; if the training graph calls modules the inference graph does not, the training graph is
     analysed instead (so those heads are sliced too) and the extra modules are marked
-    training-only: they count in parameters but not in MACs or memory.
+    training-only: they count in parameters but not in MACs or memory. Returns the graph, the
+    inference module paths (None when there is no training-only module) and the inference
+    graph to fall back on.
     """
     modes = {m: m.training for m in model.modules()}
     try:
@@ -119,8 +124,8 @@ def _model_graph(model: nn.Module, leaves) -> tuple[fx.GraphModule, set[str] | N
             m.train(mode)
     paths = _module_paths(inference)
     if _module_paths(training) <= paths:
-        return inference, None
-    return training, paths
+        return inference, None, None
+    return training, paths, inference
 
 
 def _trace_candidate(candidate: nn.Module, example: torch.Tensor) -> fx.GraphModule:
@@ -166,8 +171,21 @@ def trace(
         raise TraceError(f"min_ratio must be in (0, 1], got {min_ratio}")
     if divisor < 1 or steps < 1:
         raise TraceError(f"divisor and steps must be positive, got {divisor} and {steps}")
-    gm, inference_paths = _model_graph(model, leaf_modules)
-    _propagate_shapes(gm, example_input)
+    gm, inference_paths, inference_graph = _model_graph(model, leaf_modules)
+    try:
+        _propagate_shapes(gm, example_input)
+    except TraceError as err:
+        if inference_graph is None:
+            raise
+        # The training-only branch cannot run at this input size (Inception's aux head needs
+        # 299x299): analyse inference alone; that branch then keeps its original channels.
+        log.warning(
+            "training-only modules are not sliced (%s); the exported model is for "
+            "inference; trace with a larger example input to slice them",
+            err,
+        )
+        gm, inference_paths = inference_graph, None
+        _propagate_shapes(gm, example_input)
     walk = Propagation(model, _trace_candidate, inference_paths=inference_paths)
     walk.walk(gm, "", None)
     space = _build_space(walk, gm, tuple(example_input.shape), divisor, min_ratio, steps)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from slimnas.errors import CheckpointError, ConfigError, SlimnasError
 from slimnas.train.checkpoint import checkpoint_dirs, load_latest, save_checkpoint, set_aside
@@ -226,7 +226,9 @@ class Trainer:
                         self.checkpoint()
                     if self.step >= stop:
                         break
-                if self.loader.position in (0, len(self.loader)):  # an epoch ended
+                if self.loader.position == len(self.loader):  # stopped on an epoch's last batch
+                    self.loader.set_epoch(self.loader.epoch + 1)
+                if self.loader.position == 0:  # an epoch ended
                     log.info("epoch %d done at step %d", self.step // len(self.loader), self.step)
                     self.checkpoint()
             self.checkpoint()  # a planned stop resumes exactly from here
@@ -276,7 +278,7 @@ class Trainer:
             "lr": lr,
             "loss": float(loss.detach()),
         }
-        row.update({k: float(v) for k, v in step_metrics.items()})
+        row.update({k: _scalar(v) for k, v in step_metrics.items()})
         if grad_norm is not None:
             row["grad_norm"] = grad_norm
         row["seconds"] = round(time.perf_counter() - started, 6)
@@ -364,3 +366,7 @@ class Trainer:
         self.last_checkpoint = where
         self._saved_step = self.step
         log.info("resumed %s at step %d of %d", where, self.step, self.total_steps)
+
+
+def _scalar(value: Any) -> float:
+    return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
