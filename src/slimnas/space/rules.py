@@ -152,7 +152,7 @@ def registered_modules() -> tuple[type[nn.Module], ...]:
 
 
 def classify(target: object, module: nn.Module | None) -> str:
-    """One of "conv", "linear", "norm", "pass", "join", "reshape", "opaque"."""
+    """One of "conv", "linear", "norm", "pass", "join", "cat", "reshape", "opaque"."""
     if module is not None and type(module) in _REGISTERED:
         return _REGISTERED[type(module)]
     if module is None and _hashable(target) and target in _REGISTERED:
@@ -179,6 +179,8 @@ def classify(target: object, module: nn.Module | None) -> str:
         return "opaque"
     if getattr(target, "__name__", "") == "stochastic_depth":  # torchvision.ops, fx-wrapped
         return "pass"
+    if target in (torch.cat, torch.concat):
+        return "cat"
     if target in PASS_FUNCTIONS:
         return "pass"
     if target in JOIN_FUNCTIONS:

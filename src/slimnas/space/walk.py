@@ -25,8 +25,6 @@ from slimnas.space import rules
 from slimnas.space.channels import ChannelSets
 from slimnas.space.depth import ResidualBlock, find_residual_blocks
 
-_CAT = {torch.cat, torch.concat}
-
 
 @dataclass
 class Value:
@@ -170,7 +168,7 @@ class Propagation:
         kind = rules.classify(target, module)
         if kind == "pass" and module is not None and next(module.parameters(), None) is not None:
             kind = "opaque"  # its parameters follow the channel count: we cannot slice them
-        if target in _CAT:
+        if kind == "cat":
             return self._cat(node, path, shape, values)
         inplace = bool(args) and rules.is_inplace(target, module, node.kwargs)
         if kind in ("pass", "norm") and args:
