@@ -247,7 +247,7 @@ class _Payload:
 def test_the_pickle_payload_is_live(tmp_path: Path) -> None:
     # The payload used below really runs code when unpickled ...
     marker = tmp_path / "ran"
-    pickle.loads(pickle.dumps(_Payload(marker)))  # noqa: S301 (our own payload, on purpose)
+    pickle.loads(pickle.dumps(_Payload(marker)))  # our own payload, on purpose
     assert marker.exists()
 
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from tiny_training import sandwich_trainer, tiny_data, tiny_loader, tiny_model
 
+from slimnas.data import CIFAR10_MEAN, CIFAR10_STD, BatchLoader
 from slimnas.errors import CheckpointError, ConfigError, SlimnasError
 from slimnas.io import load_tensors
 from slimnas.train import (
@@ -291,9 +292,14 @@ def test_bad_settings_are_refused(settings, message: str) -> None:
 
 
 # --------------------------------------------------------------------- learning, evaluate
+def tiny_loader_eval():
+    images, labels = tiny_data()
+    return BatchLoader(images, labels, 16, shuffle=False, mean=CIFAR10_MEAN, std=CIFAR10_STD)
+
+
 def test_training_lowers_the_loss_and_evaluate_scores_it() -> None:
     trainer = make_trainer(None, epochs=8, lr=0.1, label_smoothing=0.0, grad_clip=None)
-    images, labels = tiny_data()
+    _, labels = tiny_data()
     before = evaluate(trainer.model, tiny_loader_eval())
     trainer.fit()
     after = evaluate(trainer.model, tiny_loader_eval())
@@ -302,18 +308,11 @@ def test_training_lowers_the_loss_and_evaluate_scores_it() -> None:
     assert trainer.model.training  # evaluate restored the mode
 
 
-def tiny_loader_eval():
-    from slimnas.data import CIFAR10_MEAN, CIFAR10_STD, BatchLoader
-
-    images, labels = tiny_data()
-    return BatchLoader(images, labels, 16, shuffle=False, mean=CIFAR10_MEAN, std=CIFAR10_STD)
-
-
 def test_evaluate_matches_a_hand_computation() -> None:
-    model = tiny_model(3).eval()
+    model = tiny_model(3)
     batches = list(tiny_loader_eval())
-    model.train()
     result = evaluate(model, batches)
+    assert model.training
     model.eval()
     with torch.no_grad():
         logits = torch.cat([model(x) for x, _ in batches])
@@ -326,8 +325,6 @@ def test_evaluate_matches_a_hand_computation() -> None:
 def test_mixed_precision_trains_and_resumes_on_cuda(tmp_path) -> None:
     def cuda_trainer(**settings) -> Trainer:
         images, labels = tiny_data()
-        from slimnas.data import CIFAR10_MEAN, CIFAR10_STD, BatchLoader
-
         loader = BatchLoader(
             images,
             labels,

@@ -11,10 +11,10 @@ of two ways:
   one forward and backward per subnet, so that only one subnet's activations are alive at a time
   and the gradients accumulate (`slimnas.train.slimmable`).
 
-The Trainer tells the two apart by whether ``backward`` was called: calling it neither zero
-times nor on the returned loss would be an error in either reading. ``backward`` checks that the
-loss is finite *before* any gradient is touched (raising `TrainingError`), applies the mixed-
-precision loss scale, and calls ``loss.backward()``.
+The Trainer tells the two apart by whether ``backward`` was called during the step: if it was,
+the returned loss is not backpropagated again. A step must use this callback rather than
+``loss.backward()``: it checks that the loss is finite *before* any gradient is touched (raising
+`TrainingError`), runs the backward outside autocast and applies the float16 loss scale.
 
 ``metrics`` maps names to floats or 0-d tensors; they become columns of ``metrics.csv``. A step
 that holds state of its own (a sampling generator) exposes ``state_dict()`` and
