@@ -20,8 +20,23 @@ from slimnas.errors import ArchError
 Choice_ = int | str
 
 
+class _Unit:
+    """What every unit offers: its choices, whether it is searched, its default choice."""
+
+    choices: tuple
+
+    @property
+    def searchable(self) -> bool:
+        return len(self.choices) > 1
+
+    @property
+    def default(self) -> Choice_:
+        """The original model's choice (the largest channels or depth)."""
+        return self.choices[-1]
+
+
 @dataclass(frozen=True)
-class ChannelUnit:
+class ChannelUnit(_Unit):
     """A set of channel slots that share one channel count.
 
     Attributes:
@@ -42,17 +57,9 @@ class ChannelUnit:
 
     kind = "channel"
 
-    @property
-    def searchable(self) -> bool:
-        return len(self.choices) > 1
-
-    @property
-    def default(self) -> int:
-        return self.choices[-1]
-
 
 @dataclass(frozen=True)
-class DepthUnit:
+class DepthUnit(_Unit):
     """A stage of residual blocks whose trailing identity-shortcut blocks can be skipped.
 
     Attributes:
@@ -70,21 +77,9 @@ class DepthUnit:
 
     kind = "depth"
 
-    @property
-    def searchable(self) -> bool:
-        return len(self.choices) > 1
-
-    @property
-    def default(self) -> int:
-        return self.choices[-1]
-
-    def block_runs(self, depth: int, index: int) -> bool:
-        """Whether skippable block ``index`` runs at total depth ``depth``."""
-        return depth > self.base + index
-
 
 @dataclass(frozen=True)
-class OpUnit:
+class OpUnit(_Unit):
     """A `slimnas.Choice` module: exactly one of its named candidates runs.
 
     Attributes:
@@ -96,10 +91,6 @@ class OpUnit:
     choices: tuple[str, ...]
 
     kind = "op"
-
-    @property
-    def searchable(self) -> bool:
-        return len(self.choices) > 1
 
     @property
     def default(self) -> str:
