@@ -70,6 +70,11 @@ def checkpoint_dirs(run_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def checkpoint_path(run_dir: str | Path, step: int) -> Path:
+    """The directory of the checkpoint of ``step`` in ``run_dir`` (whether or not it exists)."""
+    return Path(run_dir) / f"ckpt-{step:08d}"
+
+
 def latest(run_dir: str | Path) -> Path | None:
     """The directory of the newest checkpoint in ``run_dir`` (not validated), or None."""
     found = checkpoint_dirs(run_dir)
@@ -109,7 +114,7 @@ def save_checkpoint(
         "tensors_sha256": hashlib.sha256(blob).hexdigest(),
         "state": tree,
     }
-    final = run_dir / f"ckpt-{step:08d}"
+    final = checkpoint_path(run_dir, step)
     for stale in run_dir.glob(".ckpt-*.tmp"):
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=run_dir))

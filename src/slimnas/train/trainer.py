@@ -10,7 +10,10 @@ model, optimizer and scheduler states, the step count, every RNG (`rng`), the st
 (a sampling generator) and the data position (`BatchLoader.state_dict`, which also fixes the
 order and augmentation of every later batch).
 
-Single process; DDP is not handled here yet.
+Under ``torchrun`` (`slimnas.train.distributed`) every rank runs this loop on its shard of each
+global batch; after a step's backward passes the gradients of all ranks are averaged in one
+collective, so that the optimizer step is the one a single process with the global batch would
+take. Rank 0 writes ``metrics.csv`` and the checkpoints; every rank resumes from them.
 """
 
 from __future__ import annotations
@@ -31,7 +34,14 @@ from torch import nn
 from tqdm import tqdm
 
 from slimnas.errors import CheckpointError, ConfigError, SlimnasError
-from slimnas.train.checkpoint import checkpoint_dirs, load_latest, save_checkpoint, set_aside
+from slimnas.train import distributed
+from slimnas.train.checkpoint import (
+    checkpoint_dirs,
+    checkpoint_path,
+    load_latest,
+    save_checkpoint,
+    set_aside,
+)
 from slimnas.train.metrics_log import MetricsLog
 from slimnas.train.optim import build_optimizer, build_schedule
 from slimnas.train.rng import rng_state, set_rng_state
@@ -54,10 +64,19 @@ class Trainer:
     (dropout, a step drawing from the global generator) on a fresh run. A resumed run takes
     every RNG state from its checkpoint instead.
 
+    Under a process group of several ranks (`distributed.init_from_env`), build the loader of
+    each rank with ``rank=`` and ``world_size=`` (its shard of every global batch) and give every
+    rank the same settings and seeds: the Trainer starts every rank from rank 0's weights,
+    averages the gradients of each step over the ranks, reports the mean loss and metrics, keeps
+    rank 0's buffers (BatchNorm statistics) on every rank, and checks that the ranks' random
+    states (the sandwich step's generator included) agree. Only rank 0 writes to ``run_dir``,
+    which every rank must see (resume reads it on every rank).
+
     Args:
         model: the model (or `Supernet`) to train, on its device; batches must be there too.
         loader: a `slimnas.data.BatchLoader` (anything with its ``epoch``, ``__len__``,
-            ``state_dict`` and ``load_state_dict``).
+            ``state_dict`` and ``load_state_dict``); under DDP, this rank's (its ``rank`` and
+            ``world_size``, when it has them, must match the process group's).
         step_fn: the step (`slimnas.train.step`); default `plain_step(label_smoothing)`.
         optimizer: ``"sgd"`` or ``"adamw"``.
         lr: peak learning rate (after warm-up).
@@ -127,6 +146,7 @@ class Trainer:
             )
         if resume and run_dir is None:
             raise ConfigError("resume needs the run_dir of the run to continue")
+        distributed.check_loader_shard(loader)
         self.model = model
         self.loader = loader
         self.step_fn = step_fn if step_fn is not None else plain_step(label_smoothing)
@@ -179,6 +199,8 @@ class Trainer:
                 f"{self.run_dir} already holds checkpoints; pass resume=True to continue that "
                 "run, or choose another run_dir"
             )
+        if distributed.is_distributed():
+            self._start_ranks_alike()
 
     def _mixed_precision(self, amp: bool) -> tuple[torch.dtype | None, Any]:
         if not amp:
@@ -209,9 +231,9 @@ class Trainer:
         stop = self.total_steps if until_step is None else min(until_step, self.total_steps)
         self.model.train()
         metrics = None
-        if self.run_dir is not None:
+        if self.run_dir is not None and distributed.is_main():
             metrics = MetricsLog(self.run_dir / METRICS_FILE, resume_step=self.step or None)
-        show = self.progress and sys.stderr.isatty()
+        show = self.progress and sys.stderr.isatty() and distributed.is_main()
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", disable=not show)
         row: dict[str, Any] = {}
         try:
@@ -242,26 +264,42 @@ class Trainer:
         started = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
         calls = 0
+        # Under DDP a rank that meets a non-finite loss must not stop alone (the others would
+        # wait for it forever): it skips the remaining backward passes and the ranks stop
+        # together after the step's collective.
+        defer = distributed.is_distributed()
+        non_finite: list[torch.Tensor] = []
+
+        def check(loss: torch.Tensor) -> bool:
+            if non_finite or not bool(torch.isfinite(loss.detach()).all()):
+                if not defer:
+                    self._check_finite(loss, "loss")
+                non_finite.append(loss.detach())
+                return False
+            return True
 
         def backward(loss: torch.Tensor) -> None:
             nonlocal calls
             calls += 1
-            self._check_finite(loss, "loss")
-            with self._autocast(enabled=False):  # backward outside autocast, as torch advises
-                (self.scaler.scale(loss) if self.scaler else loss).backward()
+            if check(loss):
+                with self._autocast(enabled=False):  # backward outside autocast, as torch advises
+                    (self.scaler.scale(loss) if self.scaler else loss).backward()
 
         with self._autocast(enabled=True):
             loss, step_metrics = self.step_fn(self.model, batch, backward)
         if calls == 0:
             backward(loss)
         else:
-            self._check_finite(loss, "loss")
+            check(loss)
+        loss_value = float(loss.detach())
+        step_values = {k: _scalar(v) for k, v in step_metrics.items()}
+        if defer:
+            loss_value, step_values = self._reduce_step(non_finite, loss_value, step_values)
         grad_norm = None
         if self.grad_clip is not None:
             if self.scaler:
                 self.scaler.unscale_(self.optimizer)
-            params = [p for group in self.optimizer.param_groups for p in group["params"]]
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip))
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self._parameters, self.grad_clip))
             if not math.isfinite(grad_norm) and not self.scaler:
                 self._check_finite(torch.tensor(grad_norm), "gradient norm")
         if self.scaler:
@@ -272,19 +310,31 @@ class Trainer:
         lr = self.scheduler.get_last_lr()[0]  # the rate this step used
         self.scheduler.step()
         self.step += 1
-        row: dict[str, Any] = {
-            "step": self.step,
-            "epoch": self.loader.epoch,
-            "lr": lr,
-            "loss": float(loss.detach()),
-        }
-        row.update({k: _scalar(v) for k, v in step_metrics.items()})
+        row: dict[str, Any] = {"step": self.step, "epoch": self.loader.epoch, "lr": lr}
+        row["loss"] = loss_value
+        row.update(step_values)
         if grad_norm is not None:
             row["grad_norm"] = grad_norm
         row["seconds"] = round(time.perf_counter() - started, 6)
         return row
 
-    def _check_finite(self, value: torch.Tensor, what: str) -> None:
+    def _reduce_step(
+        self, non_finite: list[torch.Tensor], loss: float, values: dict[str, float]
+    ) -> tuple[float, dict[str, float]]:
+        """DDP: average the gradients over the ranks and, in the same collective, count the
+        ranks whose loss was not finite and sum the loss and metrics (their means are logged);
+        then copy rank 0's buffers to every rank. Changes the gradients and buffers."""
+        size = distributed.world_size()
+        head = [float(bool(non_finite)), loss, *values.values()]
+        sums = distributed.average_gradients_(self._parameters, head)
+        if sums[0]:
+            shown = non_finite[0] if non_finite else torch.tensor(float("nan"))
+            self._check_finite(shown, "loss", f"on {int(sums[0])} of {size} ranks")
+        distributed.broadcast_(list(self.model.buffers()))
+        means = [total / size for total in sums[1:]]
+        return means[0], dict(zip(values, means[1:]))
+
+    def _check_finite(self, value: torch.Tensor, what: str, where: str = "") -> None:
         if bool(torch.isfinite(value.detach()).all()):
             return
         if self.last_checkpoint is not None:
@@ -293,10 +343,25 @@ class Trainer:
             kept = "; no checkpoint was written yet"
         raise TrainingError(
             f"the {what} is {float(value.detach().float().reshape(-1)[0])} at step "
-            f"{self.step + 1} (epoch {self.loader.epoch}): training stopped before the optimizer "
-            f"step{kept}. Lower the learning rate, set grad_clip, or check the data and the "
-            "step function"
+            f"{self.step + 1} (epoch {self.loader.epoch}{', ' + where if where else ''}): "
+            f"training stopped before the optimizer step{kept}. Lower the learning rate, set "
+            "grad_clip, or check the data and the step function"
         )
+
+    # ------------------------------------------------------------------------------- ranks
+    @property
+    def _parameters(self) -> list[torch.Tensor]:
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    def _start_ranks_alike(self) -> None:
+        """DDP: every rank starts from rank 0's weights and buffers (as `DistributedDataParallel`
+        does), and the ranks' random states must agree. Changes the model."""
+        distributed.broadcast_([*self.model.parameters(), *self.model.buffers()])
+        self._check_ranks_agree(starting=True)
+
+    def _check_ranks_agree(self, starting: bool = False) -> None:
+        own = getattr(self.step_fn, "state_dict", None)
+        distributed.check_random_states(own() if callable(own) else None, self.step, starting)
 
     # --------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -309,6 +374,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "rng": rng_state(),
             "loader": self.loader.state_dict(),
+            "world_size": distributed.world_size(),
             "settings": self.settings,
             "config": self.config,
         }
@@ -319,22 +385,47 @@ class Trainer:
         return state
 
     def checkpoint(self) -> Path | None:
-        """Write a checkpoint of the current step to ``run_dir`` (once per step)."""
+        """Write a checkpoint of the current step to ``run_dir`` (once per step).
+
+        Under DDP only rank 0 writes, and every rank returns once it is complete (a barrier), so
+        that a resume on any rank sees whole checkpoints; call it on every rank.
+        """
         if self.run_dir is None or self._saved_step == self.step:
             return self.last_checkpoint
-        self.last_checkpoint = save_checkpoint(
-            self.run_dir, self.step, self.state_dict(), self.keep_last
-        )
-        self._saved_step = self.step
+        if distributed.is_distributed():
+            self._check_ranks_agree()
+        if distributed.is_main():
+            path = save_checkpoint(self.run_dir, self.step, self.state_dict(), self.keep_last)
+        else:
+            path = checkpoint_path(self.run_dir, self.step)
+        distributed.barrier()
+        self.last_checkpoint, self._saved_step = path, self.step
         return self.last_checkpoint
 
     def _resume(self, fallback: bool) -> None:
         if not checkpoint_dirs(self.run_dir):
             log.info("no checkpoint in %s: starting a fresh run", self.run_dir)
             return
-        checkpoint = load_latest(self.run_dir, fallback=fallback)
-        for bad in checkpoint.skipped:
-            log.warning("set aside unreadable checkpoint %s", set_aside(bad))
+        # Rank 0 sets damaged checkpoints aside before the other ranks look, so that every rank
+        # reads the same one; each rank loads it for itself (and meets rank 0's error, if any).
+        checkpoint, error = None, None
+        if distributed.is_main():
+            try:
+                checkpoint = load_latest(self.run_dir, fallback=fallback)
+            except CheckpointError as err:
+                error = err
+            for bad in checkpoint.skipped if checkpoint else ():
+                log.warning("set aside unreadable checkpoint %s", set_aside(bad))
+        distributed.barrier()
+        if error is not None:
+            raise error
+        if checkpoint is None:
+            checkpoint = load_latest(self.run_dir, fallback=fallback)
+        if not distributed.agree(checkpoint.path.name):
+            raise CheckpointError(
+                f"the ranks read different checkpoints of {self.run_dir} (this one "
+                f"{checkpoint.path.name}); every rank must see the same run_dir"
+            )
         state, where = checkpoint.state, checkpoint.path
         try:
             self.model.load_state_dict(state["model"])
