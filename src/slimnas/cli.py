@@ -3,6 +3,8 @@
     slimnas demo                 trace a built-in model, sample archs, print their costs,
                                  export one and verify it (torch and ONNX Runtime)
     slimnas space --model NAME   print the search space discovered in a model
+    slimnas train CONFIG.toml    train a model or a slimmable supernet (docs/config.md);
+                                 --set section.key=value overrides, --resume continues
 
 User mistakes print one line and exit with status 2; nothing already written is damaged.
 """
@@ -10,11 +12,15 @@ User mistakes print one line and exit with status 2; nothing already written is 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -24,8 +30,9 @@ from slimnas.errors import ConfigError, SlimnasError
 log = logging.getLogger("slimnas")
 
 
-def _build_model(name: str) -> tuple[torch.nn.Module, tuple[int, ...]]:
-    """A reference model by name (``resnet20``, ...) or a torchvision one (``tv:resnet18``)."""
+def _build_model(name: str, **kwargs) -> tuple[torch.nn.Module, tuple[int, ...]]:
+    """A reference model by name (``resnet20``, ...) or a torchvision one (``tv:resnet18``),
+    built with ``kwargs`` (``width_mult``, ``num_classes``), and its default input shape."""
     from slimnas.models import MODELS
 
     if name.startswith("tv:"):
@@ -40,13 +47,18 @@ def _build_model(name: str) -> tuple[torch.nn.Module, tuple[int, ...]]:
             raise ConfigError(
                 f"unknown torchvision model {name[3:]!r}; see torchvision.models.list_models()"
             )
-        return torchvision.models.get_model(name[3:]), (1, 3, 224, 224)
+        try:
+            return torchvision.models.get_model(name[3:], **kwargs), (1, 3, 224, 224)
+        except TypeError as err:  # an argument this torchvision model does not take
+            raise ConfigError(
+                f"cannot build torchvision model {name[3:]} with {kwargs}: {err}"
+            ) from None
     if name not in MODELS:
         raise ConfigError(
             f"unknown model {name!r}; choose one of {', '.join(MODELS)} or tv:<torchvision name>"
         )
     shape = (1, 3, 224, 224) if name == "mobilenet_v2" else (1, 3, 32, 32)
-    return MODELS[name](), shape
+    return MODELS[name](**kwargs), shape
 
 
 def _parse_shape(text: str | None, default: tuple[int, ...]) -> tuple[int, ...]:
@@ -163,6 +175,321 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass
+class _TrainingData:
+    """The splits of one data set, uint8 images in memory, and how to normalise them."""
+
+    train: tuple[torch.Tensor, torch.Tensor]
+    heldout: tuple[torch.Tensor, torch.Tensor] | None
+    test: tuple[torch.Tensor, torch.Tensor] | None
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation of uint8 images, pixels scaled to [0, 1]."""
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for chunk in images.split(1024):
+        x = chunk.double().div_(255).transpose(0, 1).reshape(images.shape[1], -1)
+        total += x.sum(dim=1)
+        squares += x.square().sum(dim=1)
+    count = images.numel() / images.shape[1]
+    mean = total / count
+    std = (squares / count - mean.square()).clamp_min(1e-12).sqrt()
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def _load_folder(root: Path, size: int) -> tuple[tuple, tuple | None, int]:
+    """``root/train/<class>/…`` and, when present, ``root/val/<class>/…`` as the test split."""
+    from slimnas.data import load_image_folder
+
+    if not (root / "train").is_dir():
+        raise ConfigError(
+            f"data.root {root} has no train/ folder; expected {root}/train/<class>/<images> "
+            f"(and optionally {root}/val/<class>/<images> as the test split)"
+        )
+    *train, classes = load_image_folder(root / "train", size)
+    test = None
+    if (root / "val").is_dir():
+        *test, test_classes = load_image_folder(root / "val", size)
+        if test_classes != classes:
+            raise ConfigError(
+                f"{root}/val and {root}/train hold different class folders; give both the same"
+            )
+    return tuple(train), tuple(test) if test else None, len(classes)
+
+
+def _load_training_data(data) -> _TrainingData:
+    """Load ``data`` (a `DataConfig`) and carve the held-out split out of its training images."""
+    from slimnas.data import (
+        CIFAR10_MEAN,
+        CIFAR10_STD,
+        class_balanced_split,
+        load_builtin,
+        load_cifar,
+    )
+
+    if data.source == "builtin":
+        train, test, num_classes = load_builtin(train=True), load_builtin(train=False), 10
+    elif data.source in ("cifar10", "cifar100"):
+        train = load_cifar(data.root, data.source, train=True)
+        test = load_cifar(data.root, data.source, train=False)
+        num_classes = 10 if data.source == "cifar10" else 100
+    else:
+        train, test, num_classes = _load_folder(Path(data.root).expanduser(), data.image_size)
+    if data.source in ("builtin", "cifar10"):
+        mean, std = CIFAR10_MEAN, CIFAR10_STD  # measured on the CIFAR-10 training set
+    else:
+        mean, std = _channel_stats(train[0])
+    heldout = None
+    if data.heldout > 0:
+        keep, held = class_balanced_split(train[1], data.heldout, seed=data.seed)
+        if len(held) == 0:
+            raise ConfigError(f"data.heldout = {data.heldout} holds out no image; raise it")
+        heldout = (train[0][held], train[1][held])
+        train = (train[0][keep], train[1][keep])
+    return _TrainingData(train, heldout, test, num_classes, mean, std)
+
+
+def _device(train) -> torch.device:
+    if train.device == "cuda" or (train.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device is 'cuda' but no CUDA device is available; use auto")
+        return torch.device("cuda")
+    if train.amp:
+        raise ConfigError("train.amp needs a CUDA device and none is available; set it false")
+    return torch.device("cpu")
+
+
+def _check_run_dir(run_dir: Path, resume: bool) -> None:
+    from slimnas.train import checkpoint_dirs
+
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"run.dir {run_dir} exists and is not a directory; choose another path")
+    found = checkpoint_dirs(run_dir)
+    if found and not resume:
+        raise ConfigError(
+            f"run.dir {run_dir} already holds checkpoints (the newest {found[-1][1].name}); pass "
+            "--resume to continue that run, or set run.dir to a new directory"
+        )
+
+
+# What a resumed run must share with the saved one: the weights' shapes and the exact batches.
+_FIXED_ON_RESUME = ("model.", "data.", "train.batch_size", "train.seed", "train.supernet")
+
+
+def _check_resumed_config(run_dir: Path, config: dict) -> None:
+    """Compare ``config`` with the run's saved config.json before anything is loaded.
+
+    Raises:
+        ConfigError: a setting that fixes the model or the batches differs.
+    """
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+        old = {f"{s}.{k}": v for s, table in saved.items() for k, v in table.items()}
+    except (OSError, ValueError, AttributeError):
+        return
+    new = {f"{s}.{k}": v for s, table in config.items() for k, v in table.items()}
+    ignored = {"run.dir", "train.max_steps"}  # where the run lives, where this invocation stops
+    if new["model.num_classes"] is None:
+        ignored.add("model.num_classes")  # saved resolved from the data
+    changed = [k for k, v in new.items() if k in old and old[k] != v and k not in ignored]
+    fixed = [key for key in changed if key.startswith(_FIXED_ON_RESUME)]
+    if fixed:
+        key = fixed[0]
+        raise ConfigError(
+            f"--resume: {key} is {new[key]!r} but the run in {run_dir} was trained with "
+            f"{old[key]!r}; resume with the same model, data, batch size and seed"
+        )
+    if changed:
+        log.warning(
+            "resuming with changed settings: %s",
+            ", ".join(f"{key} {old[key]!r} -> {new[key]!r}" for key in changed),
+        )
+
+
+def _evaluation_line(split: str, arch: str, result, params: int, macs: int | None) -> str:
+    cost = f"{params / 1e6:.3f} M params" + (f", {macs / 1e6:.1f} M MACs" if macs else "")
+    return (
+        f"{split:<8} {arch:<6} top-1 {100 * result.accuracy:6.2f} %  loss {result.loss:.4f}  "
+        f"({result.samples} images, {cost})"
+    )
+
+
+def _build_network(config, example: torch.Tensor) -> tuple[torch.nn.Module, Any, Any]:
+    """``(model, supernet, step)``: the model seeded by ``train.seed``; for a supernet, the
+    `Supernet` traced on ``example`` (as the model) and its sandwich step, else None, None."""
+    from slimnas.space import trace
+    from slimnas.supernet import Supernet
+    from slimnas.train import sandwich_step
+
+    torch.manual_seed(config.train.seed)  # the initial weights
+    kwargs = {"num_classes": config.model.num_classes}
+    if config.model.width_mult != 1.0:  # torchvision models mostly take no width_mult
+        kwargs["width_mult"] = config.model.width_mult
+    model, _ = _build_model(config.model.name, **kwargs)
+    if not config.train.supernet:
+        return model, None, None
+    supernet = Supernet(model, trace(model, example))
+    train = config.train
+    generator = torch.Generator().manual_seed(train.seed)
+    step = sandwich_step(
+        supernet, train.sandwich_n, generator, train.label_smoothing, train.distill
+    )
+    return supernet, supernet, step
+
+
+def _evaluate_at_end(
+    model: torch.nn.Module,
+    supernet: Any,
+    splits: dict[str, Any],
+    train_batches: Callable[[], Iterable],
+    bn_batches: int,
+) -> list[dict[str, Any]]:
+    """Score the model, or the supernet's max and min archs, on each split; print a line each.
+
+    A subnet's BatchNorm statistics are recalibrated first on ``bn_batches`` batches of
+    ``train_batches()`` (US-Nets §3.3); the supernet is left at its max arch.
+    """
+    from slimnas.cost import macs, params
+    from slimnas.train import evaluate, recalibrate_bn
+
+    if supernet is None:
+        archs = {"model": None}
+    else:
+        archs = {"max": supernet.max_arch(), "min": supernet.min_arch()}
+    evaluations = []
+    for arch_name, arch in archs.items():
+        if arch is None:
+            n_params, n_macs = sum(p.numel() for p in model.parameters()), None
+        else:
+            recalibrate_bn(supernet, arch, itertools.islice(train_batches(), bn_batches))
+            n_params, n_macs = params(supernet.space, arch), macs(supernet.space, arch)
+        for split, batches in splits.items():
+            result = evaluate(model, batches)
+            print(_evaluation_line(split, arch_name, result, n_params, n_macs))
+            row = {"split": split, "arch": arch_name, **asdict(result)}
+            evaluations.append(row | {"params": n_params, "macs": n_macs})
+    if supernet is not None:
+        supernet.activate(supernet.max_arch())
+    return evaluations
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from slimnas.config import load_config
+    from slimnas.data import BatchLoader, normalize
+    from slimnas.io import atomic_write_text
+    from slimnas.train import Trainer
+
+    config = load_config(args.config, args.set)
+    cfg_model, cfg_data, cfg_train = config.model, config.data, config.train
+    run_dir = Path(config.run.dir).expanduser()
+    _check_run_dir(run_dir, args.resume)
+    if args.resume:
+        _check_resumed_config(run_dir, config.to_dict())
+    device = _device(cfg_train)
+    data = _load_training_data(cfg_data)
+    if cfg_model.num_classes is not None and cfg_model.num_classes < data.num_classes:
+        raise ConfigError(
+            f"model.num_classes is {cfg_model.num_classes} but the data has {data.num_classes} "
+            "classes; raise it or leave it out"
+        )
+    num_classes = cfg_model.num_classes or data.num_classes
+    config = replace(config, model=replace(cfg_model, num_classes=num_classes))
+    train_x, train_y = data.train
+    if len(train_y) < cfg_train.batch_size:
+        raise ConfigError(
+            f"train.batch_size {cfg_train.batch_size} is more than the {len(train_y)} training "
+            "images; lower it"
+        )
+
+    def batches(images, labels, train: bool) -> BatchLoader:
+        return BatchLoader(
+            images,
+            labels,
+            cfg_train.batch_size,
+            shuffle=train,
+            seed=cfg_train.seed,
+            drop_last=train,
+            augment=train and cfg_data.augment,
+            mean=data.mean,
+            std=data.std,
+            device=device,
+        )
+
+    model, supernet, step = _build_network(config, normalize(train_x[:2], data.mean, data.std))
+    model.to(device)
+    loader = batches(train_x, train_y, train=True)
+    trainer = Trainer(
+        model,
+        loader,
+        step_fn=step,
+        optimizer=cfg_train.optimizer,
+        lr=cfg_train.lr,
+        momentum=cfg_train.momentum,
+        nesterov=cfg_train.nesterov,
+        weight_decay=cfg_train.weight_decay,
+        no_decay_bn_bias=cfg_train.no_decay_bn_bias,
+        schedule=cfg_train.schedule,
+        warmup_steps=round(cfg_train.warmup_epochs * len(loader)),
+        epochs=cfg_train.epochs,
+        label_smoothing=0.0 if step else cfg_train.label_smoothing,
+        grad_clip=cfg_train.grad_clip,
+        run_dir=run_dir,
+        checkpoint_every=cfg_train.checkpoint_every,
+        keep_last=cfg_train.keep_last,
+        seed=cfg_train.seed,
+        amp=cfg_train.amp,
+        resume=args.resume,
+        config=config.to_dict(),
+    )
+    atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=1) + "\n")
+
+    held = len(data.heldout[1]) if data.heldout else 0
+    kind = f"supernet (sandwich, n={cfg_train.sandwich_n})" if supernet else "model"
+    print(
+        f"training {cfg_model.name} {kind} on {cfg_data.source}: {len(train_y)} images "
+        f"({held} held out), {len(loader)} steps/epoch x {cfg_train.epochs} epochs on {device}"
+        + (f", resuming at step {trainer.step}" if trainer.step else "")
+        + (" (no checkpoint to resume: fresh run)" if args.resume and not trainer.step else "")
+        + f" -> {run_dir}"
+    )
+    started = time.perf_counter()
+    trainer.fit(until_step=cfg_train.max_steps)
+    seconds = time.perf_counter() - started
+    finished = trainer.step >= trainer.total_steps
+    if not finished:
+        print(
+            f"stopped at step {trainer.step} of {trainer.total_steps} (train.max_steps); "
+            "continue with --resume and a larger or no train.max_steps"
+        )
+
+    splits = {"heldout": data.heldout, "test": data.test}
+    splits = {name: batches(*split, train=False) for name, split in splits.items() if split}
+    evaluations = _evaluate_at_end(
+        model, supernet, splits, lambda: batches(train_x, train_y, train=True), cfg_train.bn_batches
+    )
+    results = {
+        "model": cfg_model.name,
+        "supernet": cfg_train.supernet,
+        "device": str(device),
+        "step": trainer.step,
+        "total_steps": trainer.total_steps,
+        "finished": finished,
+        "train_seconds": round(seconds, 3),
+        "images": {
+            "train": len(train_y),
+            "heldout": held,
+            "test": len(data.test[1]) if data.test else 0,
+        },
+        "evaluations": evaluations,
+    }
+    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=1) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slimnas", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -180,6 +507,18 @@ def build_parser() -> argparse.ArgumentParser:
     space.add_argument("--model", default="resnet20", help="reference model or tv:<name>")
     space.add_argument("--input", help="example input shape N,C,H,W")
     space.set_defaults(run=cmd_space)
+
+    train = sub.add_parser("train", help="train a model or a slimmable supernet from a TOML config")
+    train.add_argument("config", help="TOML file (see docs/config.md)")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value, e.g. --set train.lr=0.05 (repeatable)",
+    )
+    train.add_argument("--resume", action="store_true", help="continue the run in run.dir")
+    train.set_defaults(run=cmd_train)
     return parser
 
 
