@@ -52,24 +52,46 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     (train_x, train_y), (test_x, test_y) = load_data(args)
-    loader = BatchLoader(train_x, train_y, args.batch_size, augment=True, drop_last=True,
-                         seed=args.seed, mean=CIFAR10_MEAN, std=CIFAR10_STD)
+    loader = BatchLoader(
+        train_x,
+        train_y,
+        args.batch_size,
+        augment=True,
+        drop_last=True,
+        seed=args.seed,
+        mean=CIFAR10_MEAN,
+        std=CIFAR10_STD,
+    )
     torch.manual_seed(args.seed)
     model = slimnas.models.MODELS[args.model](num_classes=10)
     resume = latest(args.run_dir) is not None
-    trainer = Trainer(model, loader, optimizer="sgd", lr=args.lr, weight_decay=args.weight_decay,
-                      warmup_steps=len(loader), epochs=args.epochs,
-                      label_smoothing=args.label_smoothing, run_dir=args.run_dir,
-                      checkpoint_every=len(loader), seed=args.seed, resume=resume)
+    trainer = Trainer(
+        model,
+        loader,
+        optimizer="sgd",
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        warmup_steps=len(loader),
+        epochs=args.epochs,
+        label_smoothing=args.label_smoothing,
+        run_dir=args.run_dir,
+        checkpoint_every=len(loader),
+        seed=args.seed,
+        resume=resume,
+    )
     start = time.perf_counter()
     trainer.fit()
     seconds = time.perf_counter() - start
     test = BatchLoader(test_x, test_y, 500, shuffle=False, mean=CIFAR10_MEAN, std=CIFAR10_STD)
     result = evaluate(model, test)
-    print(f"{args.model}: {args.epochs} epochs on {len(train_x)} images, batch {args.batch_size},"
-          f" {torch.get_num_threads()} threads{' (resumed)' if resume else ''}")
-    print(f"test accuracy {result.accuracy:.4f} on {result.samples} images, "
-          f"loss {result.loss:.4f}, this run {seconds:.0f} s")
+    print(
+        f"{args.model}: {args.epochs} epochs on {len(train_x)} images, batch {args.batch_size},"
+        f" {torch.get_num_threads()} threads{' (resumed)' if resume else ''}"
+    )
+    print(
+        f"test accuracy {result.accuracy:.4f} on {result.samples} images, "
+        f"loss {result.loss:.4f}, this run {seconds:.0f} s"
+    )
     print(f"test_accuracy: {100 * result.accuracy:.2f} %")
     print(f"train_seconds: {seconds:.0f} s")
 
