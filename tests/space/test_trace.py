@@ -26,18 +26,6 @@ def resnet20_space() -> slimnas.Space:
     return trace_resnet20()
 
 
-def randomise_bn(model: nn.Module, generator: torch.Generator) -> None:
-    """Non-trivial BN statistics and affine weights, so that slicing mistakes show."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=generator) * 0.1)
-                m.running_var.copy_(torch.rand(c, generator=generator) + 0.5)
-                m.weight.copy_(torch.rand(c, generator=generator) + 0.5)
-                m.bias.copy_(torch.randn(c, generator=generator) * 0.1)
-
-
 def assert_export_matches(
     supernet: slimnas.Supernet, arch: slimnas.Arch, shape, generator: torch.Generator
 ) -> None:
@@ -403,7 +391,7 @@ class SmallVGG(nn.Module):
         return self.classifier(torch.flatten(self.features(x), 1))
 
 
-def test_flatten_into_linear_pins_the_last_conv() -> None:
+def test_flatten_into_linear_pins_the_last_conv(randomise_bn) -> None:
     torch.manual_seed(0)
     model = SmallVGG()
     space = slimnas.trace(model, torch.randn(1, 3, 8, 8))
@@ -460,7 +448,7 @@ class ChoiceNet(nn.Module):
         return self.fc(torch.flatten(self.pool(self.block(self.stem(x))), 1))
 
 
-def test_choice_in_residual_block() -> None:
+def test_choice_in_residual_block(randomise_bn) -> None:
     torch.manual_seed(0)
     model = ChoiceNet()
     space = slimnas.trace(model, torch.randn(1, 3, 8, 8))
