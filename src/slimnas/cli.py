@@ -18,47 +18,19 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
+from slimnas.data.prepare import load_training_data, make_loader, resolve_device
 from slimnas.errors import ConfigError, SlimnasError
+from slimnas.models.build import build_model
+from slimnas.run_dir import check_resumed_config, check_run_dir
 
 log = logging.getLogger("slimnas")
-
-
-def _build_model(name: str, **kwargs) -> tuple[torch.nn.Module, tuple[int, ...]]:
-    """A reference model by name (``resnet20``, ...) or a torchvision one (``tv:resnet18``),
-    built with ``kwargs`` (``width_mult``, ``num_classes``), and its default input shape."""
-    from slimnas.models import MODELS
-
-    if name.startswith("tv:"):
-        try:
-            import torchvision
-        except ImportError:
-            raise ConfigError(
-                "torchvision models need the 'vision' extra: pip install 'slimnas[vision]'"
-            ) from None
-        known = torchvision.models.list_models(module=torchvision.models)
-        if name[3:] not in known:
-            raise ConfigError(
-                f"unknown torchvision model {name[3:]!r}; see torchvision.models.list_models()"
-            )
-        try:
-            return torchvision.models.get_model(name[3:], **kwargs), (1, 3, 224, 224)
-        except TypeError as err:  # an argument this torchvision model does not take
-            raise ConfigError(
-                f"cannot build torchvision model {name[3:]} with {kwargs}: {err}"
-            ) from None
-    if name not in MODELS:
-        raise ConfigError(
-            f"unknown model {name!r}; choose one of {', '.join(MODELS)} or tv:<torchvision name>"
-        )
-    shape = (1, 3, 224, 224) if name == "mobilenet_v2" else (1, 3, 32, 32)
-    return MODELS[name](**kwargs), shape
 
 
 def _parse_shape(text: str | None, default: tuple[int, ...]) -> tuple[int, ...]:
@@ -94,7 +66,7 @@ def _cost_row(space, arch) -> tuple[float, float, float]:
 def cmd_space(args: argparse.Namespace) -> int:
     from slimnas.space import trace
 
-    model, default = _build_model(args.model)
+    model, default = build_model(args.model)
     space = trace(model, torch.randn(_parse_shape(args.input, default)))
     print(space.summary())
     print(f"\n{len(space)} searchable units, {space.size():.3g} archs")
@@ -115,7 +87,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out} exists and is not a directory; choose another path")
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
-    model, default = _build_model(args.model)
+    model, default = build_model(args.model)
     shape = _parse_shape(args.input, default)
     images = _builtin_batches(shape)
     example = images[0][:1] if images else torch.randn(shape, generator=generator)
@@ -175,141 +147,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-@dataclass
-class _TrainingData:
-    """The splits of one data set, uint8 images in memory, and how to normalise them."""
-
-    train: tuple[torch.Tensor, torch.Tensor]
-    heldout: tuple[torch.Tensor, torch.Tensor] | None
-    test: tuple[torch.Tensor, torch.Tensor] | None
-    num_classes: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-
-def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and standard deviation of uint8 images, pixels scaled to [0, 1]."""
-    total = torch.zeros(images.shape[1], dtype=torch.float64)
-    squares = torch.zeros_like(total)
-    for chunk in images.split(1024):
-        x = chunk.double().div_(255).transpose(0, 1).reshape(images.shape[1], -1)
-        total += x.sum(dim=1)
-        squares += x.square().sum(dim=1)
-    count = images.numel() / images.shape[1]
-    mean = total / count
-    std = (squares / count - mean.square()).clamp_min(1e-12).sqrt()
-    return tuple(mean.tolist()), tuple(std.tolist())
-
-
-def _load_folder(root: Path, size: int) -> tuple[tuple, tuple | None, int]:
-    """``root/train/<class>/…`` and, when present, ``root/val/<class>/…`` as the test split."""
-    from slimnas.data import load_image_folder
-
-    if not (root / "train").is_dir():
-        raise ConfigError(
-            f"data.root {root} has no train/ folder; expected {root}/train/<class>/<images> "
-            f"(and optionally {root}/val/<class>/<images> as the test split)"
-        )
-    *train, classes = load_image_folder(root / "train", size)
-    test = None
-    if (root / "val").is_dir():
-        *test, test_classes = load_image_folder(root / "val", size)
-        if test_classes != classes:
-            raise ConfigError(
-                f"{root}/val and {root}/train hold different class folders; give both the same"
-            )
-    return tuple(train), tuple(test) if test else None, len(classes)
-
-
-def _load_training_data(data) -> _TrainingData:
-    """Load ``data`` (a `DataConfig`) and carve the held-out split out of its training images."""
-    from slimnas.data import (
-        CIFAR10_MEAN,
-        CIFAR10_STD,
-        class_balanced_split,
-        load_builtin,
-        load_cifar,
-    )
-
-    if data.source == "builtin":
-        train, test, num_classes = load_builtin(train=True), load_builtin(train=False), 10
-    elif data.source in ("cifar10", "cifar100"):
-        train = load_cifar(data.root, data.source, train=True)
-        test = load_cifar(data.root, data.source, train=False)
-        num_classes = 10 if data.source == "cifar10" else 100
-    else:
-        train, test, num_classes = _load_folder(Path(data.root).expanduser(), data.image_size)
-    if data.source in ("builtin", "cifar10"):
-        mean, std = CIFAR10_MEAN, CIFAR10_STD  # measured on the CIFAR-10 training set
-    else:
-        mean, std = _channel_stats(train[0])
-    heldout = None
-    if data.heldout > 0:
-        keep, held = class_balanced_split(train[1], data.heldout, seed=data.seed)
-        if len(held) == 0:
-            raise ConfigError(f"data.heldout = {data.heldout} holds out no image; raise it")
-        heldout = (train[0][held], train[1][held])
-        train = (train[0][keep], train[1][keep])
-    return _TrainingData(train, heldout, test, num_classes, mean, std)
-
-
-def _device(train) -> torch.device:
-    if train.device == "cuda" or (train.device == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ConfigError("train.device is 'cuda' but no CUDA device is available; use auto")
-        return torch.device("cuda")
-    if train.amp:
-        raise ConfigError("train.amp needs a CUDA device and none is available; set it false")
-    return torch.device("cpu")
-
-
-def _check_run_dir(run_dir: Path, resume: bool) -> None:
-    from slimnas.train import checkpoint_dirs
-
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"run.dir {run_dir} exists and is not a directory; choose another path")
-    found = checkpoint_dirs(run_dir)
-    if found and not resume:
-        raise ConfigError(
-            f"run.dir {run_dir} already holds checkpoints (the newest {found[-1][1].name}); pass "
-            "--resume to continue that run, or set run.dir to a new directory"
-        )
-
-
-# What a resumed run must share with the saved one: the weights' shapes and the exact batches.
-_FIXED_ON_RESUME = ("model.", "data.", "train.batch_size", "train.seed", "train.supernet")
-
-
-def _check_resumed_config(run_dir: Path, config: dict) -> None:
-    """Compare ``config`` with the run's saved config.json before anything is loaded.
-
-    Raises:
-        ConfigError: a setting that fixes the model or the batches differs.
-    """
-    try:
-        saved = json.loads((run_dir / "config.json").read_text())
-        old = {f"{s}.{k}": v for s, table in saved.items() for k, v in table.items()}
-    except (OSError, ValueError, AttributeError):
-        return
-    new = {f"{s}.{k}": v for s, table in config.items() for k, v in table.items()}
-    ignored = {"run.dir", "train.max_steps"}  # where the run lives, where this invocation stops
-    if new["model.num_classes"] is None:
-        ignored.add("model.num_classes")  # saved resolved from the data
-    changed = [k for k, v in new.items() if k in old and old[k] != v and k not in ignored]
-    fixed = [key for key in changed if key.startswith(_FIXED_ON_RESUME)]
-    if fixed:
-        key = fixed[0]
-        raise ConfigError(
-            f"--resume: {key} is {new[key]!r} but the run in {run_dir} was trained with "
-            f"{old[key]!r}; resume with the same model, data, batch size and seed"
-        )
-    if changed:
-        log.warning(
-            "resuming with changed settings: %s",
-            ", ".join(f"{key} {old[key]!r} -> {new[key]!r}" for key in changed),
-        )
-
-
 def _evaluation_line(split: str, arch: str, result, params: int, macs: int | None) -> str:
     cost = f"{params / 1e6:.3f} M params" + (f", {macs / 1e6:.1f} M MACs" if macs else "")
     return (
@@ -329,7 +166,7 @@ def _build_network(config, example: torch.Tensor) -> tuple[torch.nn.Module, Any,
     kwargs = {"num_classes": config.model.num_classes}
     if config.model.width_mult != 1.0:  # torchvision models mostly take no width_mult
         kwargs["width_mult"] = config.model.width_mult
-    model, _ = _build_model(config.model.name, **kwargs)
+    model, _ = build_model(config.model.name, **kwargs)
     if not config.train.supernet:
         return model, None, None
     supernet = Supernet(model, trace(model, example))
@@ -386,11 +223,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set)
     cfg_model, cfg_data, cfg_train = config.model, config.data, config.train
     run_dir = Path(config.run.dir).expanduser()
-    _check_run_dir(run_dir, args.resume)
+    check_run_dir(run_dir, args.resume)
     if args.resume:
-        _check_resumed_config(run_dir, config.to_dict())
-    device = _device(cfg_train)
-    data = _load_training_data(cfg_data)
+        check_resumed_config(run_dir, config.to_dict())
+    device = resolve_device(cfg_train)
+    data = load_training_data(cfg_data)
     if cfg_model.num_classes is not None and cfg_model.num_classes < data.num_classes:
         raise ConfigError(
             f"model.num_classes is {cfg_model.num_classes} but the data has {data.num_classes} "
@@ -406,16 +243,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
 
     def batches(images, labels, train: bool) -> BatchLoader:
-        return BatchLoader(
-            images,
-            labels,
+        return make_loader(
+            data,
+            (images, labels),
             cfg_train.batch_size,
-            shuffle=train,
+            train=train,
             seed=cfg_train.seed,
-            drop_last=train,
-            augment=train and cfg_data.augment,
-            mean=data.mean,
-            std=data.std,
+            augment=cfg_data.augment,
             device=device,
         )
 

@@ -45,6 +45,7 @@ class Rule:
     what: str  # completes "<field> must be ...", e.g. "a positive number"
     test: Callable[[Any], bool] | None = None
     optional: bool = False  # None allowed: the key left out of the file, or ``--set key=none``
+    item: type | None = None  # a list of this kind (``kind`` is then tuple)
 
     def check(self, name: str, value: Any) -> Any:
         """``value`` converted to the field's kind (an int given for a float becomes a float).
@@ -54,6 +55,12 @@ class Rule:
         """
         if value is None and self.optional:
             return None
+        if self.item is not None:
+            items = value if isinstance(value, (list, tuple)) else None
+            converted = None if items is None else tuple(_convert(self.item, v) for v in items)
+            if converted is None or None in converted or (self.test and not self.test(converted)):
+                raise ConfigError(f"{name} must be {self.what}, got {value!r}")
+            return converted
         converted = _convert(self.kind, value)
         if converted is None or (self.test is not None and not self.test(converted)):
             raise ConfigError(f"{name} must be {self.what}, got {value!r}")
@@ -65,6 +72,9 @@ class Rule:
         text = text.strip()
         if self.optional and text.lower() in ("none", "null"):
             return None
+        if self.item is not None:  # comma-separated, each item parsed as the item kind
+            item = Rule(self.item, self.what)
+            return [item.parse(part) for part in text.strip("[]").split(",") if part.strip()]
         if self.kind is str:
             quoted = len(text) >= 2 and text[0] == text[-1] and text[0] in "'\""
             return text[1:-1] if quoted else text
@@ -123,6 +133,12 @@ def _flag(default, doc):
 
 def _text(default, doc, optional=False):
     return _setting(default, Rule(str, "a non-empty string", bool, optional), doc)
+
+
+def _list(default, item, what, test, doc):
+    return field(
+        default=tuple(default), metadata={"rule": Rule(tuple, what, test, item=item), "doc": doc}
+    )
 
 
 def _positive(v: float) -> bool:
@@ -195,7 +211,9 @@ class DataConfig(Section):
 
 
 @dataclass(frozen=True)
-class TrainConfig(Section):
+class RecipeConfig(Section):
+    """A training recipe; the sections that train something extend it."""
+
     section: ClassVar[str] = "train"
 
     epochs: int = _integer(30, 1, "passes over the training data; the LR schedule spans them")
@@ -232,14 +250,20 @@ class TrainConfig(Section):
     )
     keep_last: int = _integer(3, 1, "checkpoints kept")
     seed: int = _integer(0, 0, "seed of the initial weights, data order, augmentation, sampling")
+    device: str = _choice("auto", ("auto", "cpu", "cuda"), "auto: cuda when available")
+    amp: bool = _flag(False, "mixed precision (CUDA only)")
+
+
+@dataclass(frozen=True)
+class TrainConfig(RecipeConfig):
+    section: ClassVar[str] = "train"
+
     supernet: bool = _flag(False, "train a slimmable supernet with the sandwich rule")
     sandwich_n: int = _integer(4, 2, "supernet: archs per step (max, min and n-2 random ones)")
     distill: bool = _flag(True, "supernet: in-place distillation from the max arch")
     bn_batches: int = _integer(
         20, 1, "supernet: training batches to recalibrate BatchNorm per evaluated arch"
     )
-    device: str = _choice("auto", ("auto", "cpu", "cuda"), "auto: cuda when available")
-    amp: bool = _flag(False, "mixed precision (CUDA only)")
 
 
 @dataclass(frozen=True)
@@ -249,17 +273,14 @@ class RunConfig(Section):
     dir: str = _text("runs/train", "run directory: config.json, checkpoints, metrics, results")
 
 
-@dataclass(frozen=True)
-class Config:
-    """A whole run configuration; every section has defaults, so an empty file is valid."""
+class _Document:
+    """What both kinds of config file share: model and data checks, reading, writing."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    run: RunConfig = field(default_factory=RunConfig)
+    model: ModelConfig
+    data: DataConfig
 
     def __post_init__(self) -> None:
-        data, model, train = self.data, self.model, self.train
+        data, model = self.data, self.model
         from slimnas.models import MODELS
 
         if not (model.name in MODELS or (model.name.startswith("tv:") and len(model.name) > 3)):
@@ -285,15 +306,19 @@ class Config:
             )
         else:  # resolved, so that config.json says what ran
             object.__setattr__(self, "data", dataclasses.replace(data, image_size=CIFAR_SIZE))
-        if train.amp and train.device == "cpu":
-            raise ConfigError("train.amp needs a CUDA device; set train.device to auto or cuda")
+        for name, section in self.sections().items():
+            recipe = getattr(self, name)
+            if issubclass(section, RecipeConfig) and recipe.amp and recipe.device == "cpu":
+                raise ConfigError(
+                    f"{name}.amp needs a CUDA device; set {name}.device to auto or cuda"
+                )
 
     @classmethod
     def sections(cls) -> dict[str, type[Section]]:
         return {f.name: f.default_factory for f in dataclasses.fields(cls)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Config:
+    def from_dict(cls, data: Mapping[str, Any]):
         """A config from nested tables (a parsed TOML file, or `to_dict` output)."""
         sections = cls.sections()
         for key, value in data.items():
@@ -316,10 +341,138 @@ class Config:
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain JSON-able nested dict (None for unset optional values); `from_dict` reads it."""
-        return dataclasses.asdict(self)
+        return _plain(dataclasses.asdict(self))
 
 
-def schema(config_class: type[Config] = Config) -> Iterator[tuple[str, Any, Rule, str]]:
+@dataclass(frozen=True)
+class Config(_Document):
+    """The config of ``slimnas train``; every section has defaults, so an empty file is valid."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+@dataclass(frozen=True)
+class PipelineDataConfig(DataConfig):
+    heldout: float = _number(
+        0.1,
+        "a number in (0, 1)",
+        lambda v: 0 < v < 1,
+        "share of each class of the training data held out to score archs in the search",
+    )
+
+
+@dataclass(frozen=True)
+class PipelineRunConfig(RunConfig):
+    dir: str = _text("runs/run", "run directory: every stage's output, resumable")
+
+
+METHOD_NAMES = ("autoslim", "uniform", "random", "evolution")
+
+
+@dataclass(frozen=True)
+class SpaceConfig(Section):
+    section: ClassVar[str] = "space"
+
+    divisor: int = _integer(8, 1, "channel choices are multiples of it (never 10 % down)")
+    min_ratio: float = _number(
+        0.25, "a number in (0, 1]", lambda v: 0 < v <= 1, "smallest channel choice / max"
+    )
+    steps: int = _integer(12, 1, "channel choices are the ratios k/steps (AutoSlim: 12 groups)")
+    depth: bool = _flag(False, "also search the depth of residual stages (else kept at max)")
+
+
+@dataclass(frozen=True)
+class SupernetConfig(RecipeConfig):
+    section: ClassVar[str] = "supernet"
+
+    sandwich_n: int = _integer(4, 2, "archs per step (max, min and n-2 random ones)")
+    distill: bool = _flag(True, "in-place distillation from the max arch")
+
+
+def _budget_list(values: tuple) -> bool:
+    return len(values) > 0 and all(isinstance(v, str) and "<=" in v for v in values)
+
+
+def _method_list(values: tuple) -> bool:
+    return len(values) > 0 and all(v in METHOD_NAMES for v in values)
+
+
+@dataclass(frozen=True)
+class SearchConfig(Section):
+    section: ClassVar[str] = "search"
+
+    methods: tuple[str, ...] = _list(
+        METHOD_NAMES,
+        str,
+        "a non-empty list of " + ", ".join(repr(m) for m in METHOD_NAMES),
+        _method_list,
+        "methods and baselines to run on the trained supernet",
+    )
+    budgets: tuple[str, ...] = _list(
+        ("macs<=50%",),
+        str,
+        "a non-empty list of budgets like 'macs<=20M' or 'macs<=50%'",
+        _budget_list,
+        "one result per budget and method; % is relative to the max arch",
+    )
+    score_images: int = _integer(2048, 1, "held-out training images each arch is scored on")
+    score_batch: int = _integer(512, 1, "images per scoring batch (its BatchNorm statistics)")
+    bn: str = _choice("batch", ("batch", "recalibrate"), "BatchNorm statistics of a scored arch")
+    bn_batches: int = _integer(8, 1, "bn = recalibrate: training batches per scored arch")
+    random_samples: int = _integer(100, 1, "random search: archs scored per budget")
+    population: int = _integer(32, 2, "evolution: population size")
+    generations: int = _integer(10, 1, "evolution: generations")
+    seed: int = _integer(0, 0, "seed of random and evolutionary search")
+
+
+@dataclass(frozen=True)
+class RetrainConfig(RecipeConfig):
+    section: ClassVar[str] = "retrain"
+
+    seeds: tuple[int, ...] = _list(
+        (0,),
+        int,
+        "a non-empty list of integers >= 0",
+        lambda v: bool(v) and min(v) >= 0,
+        "each found arch is trained once per seed",
+    )
+    init: str = _choice(
+        "scratch", ("scratch", "inherit"), "initial weights: fresh, or the supernet's"
+    )
+    distill: bool = _flag(False, "knowledge distillation from the supernet's max arch")
+    kd_alpha: float = _number(0.9, "a number in [0, 1]", lambda v: 0 <= v <= 1, "KD weight")
+    kd_temperature: float = _number(4.0, "a positive number", _positive, "KD temperature")
+    bn_batches: int = _integer(
+        20, 1, "training batches to recalibrate BatchNorm of inherited weights"
+    )
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, recursively: what the value reads back as from JSON."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class PipelineConfig(_Document):
+    """The config of ``slimnas run``: model, data, space, supernet training, search, retraining."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: PipelineDataConfig = field(default_factory=PipelineDataConfig)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    supernet: SupernetConfig = field(default_factory=SupernetConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    run: PipelineRunConfig = field(default_factory=PipelineRunConfig)
+
+
+def schema(config_class: type = Config) -> Iterator[tuple[str, Any, Rule, str]]:
     """``(section.key, default, rule, doc)`` of every setting, in file order."""
     for section_name, section in config_class.sections().items():
         for f in dataclasses.fields(section):
@@ -352,7 +505,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def apply_overrides(
-    data: Mapping[str, Any], overrides: Sequence[str], config_class: type[Config] = Config
+    data: Mapping[str, Any], overrides: Sequence[str], config_class: type = Config
 ) -> dict[str, Any]:
     """``data`` with ``section.key=value`` overrides applied, each value typed by its field.
 
@@ -385,15 +538,16 @@ def apply_overrides(
     return merged
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
+def load_config(path: str | Path, overrides: Sequence[str] = (), config_class: type = Config):
     """Read a TOML config file, apply ``--set`` overrides, and check every value.
 
     Args:
         path: the TOML file.
         overrides: ``section.key=value`` strings, applied in order after the file; each value is
             parsed as its field's type (``none`` clears an optional field).
+        config_class: `Config` (``slimnas train``) or `PipelineConfig` (``slimnas run``).
 
     Raises:
         ConfigError: one line naming the file, section or field at fault.
     """
-    return Config.from_dict(apply_overrides(read_toml(path), overrides))
+    return config_class.from_dict(apply_overrides(read_toml(path), overrides, config_class))

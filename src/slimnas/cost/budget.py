@@ -2,7 +2,8 @@
 
 Metrics: ``macs`` and ``flops`` (= 2 × MACs) and ``params`` take plain suffixes K, M, G (10³, 10⁶,
 10⁹); ``memory`` (peak activation bytes at batch 1) takes B, KB, MB, GB (powers of 10) or KiB,
-MiB, GiB (powers of 2).
+MiB, GiB (powers of 2). Any metric takes ``%``, relative to the max arch of a given space
+(``macs<=50%``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ _BYTE_SUFFIX = {
     "GIB": 2**30,
 }
 _PATTERN = re.compile(
-    r"^\s*([a-z_]+)\s*<=\s*([0-9]*\.?[0-9]+(?:e[+-]?\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE
+    r"^\s*([a-z_]+)\s*<=\s*([0-9]*\.?[0-9]+(?:e[+-]?\d+)?)\s*([a-z]*|%)\s*$", re.IGNORECASE
 )
 
 
@@ -57,8 +58,9 @@ class Budget:
     text: str
 
     @classmethod
-    def parse(cls, text: str) -> Budget:
-        match = _PATTERN.match(text)
+    def parse(cls, text: str, space: Space | None = None) -> Budget:
+        """Read ``text``; a ``%`` limit (``macs<=50%``) is relative to ``space``'s max arch."""
+        match = _PATTERN.match(text) if isinstance(text, str) else None
         if not match:
             raise BudgetError(
                 f"cannot read budget {text!r}; write it like 'macs<=20M', "
@@ -69,15 +71,24 @@ class Budget:
             raise BudgetError(
                 f"budget {text!r} names unknown metric {metric!r}; known: {', '.join(COSTS)}"
             )
+        if number <= 0:
+            raise BudgetError(f"budget {text!r} must be positive")
+        if suffix == "%":
+            if space is None:
+                raise BudgetError(
+                    f"budget {text!r} is relative to the max arch; give the space to parse it, "
+                    "or write an absolute limit like 'macs<=20M'"
+                )
+            if number > 100:
+                raise BudgetError(f"budget {text!r} is above 100 % of the max arch")
+            return cls(metric, number / 100 * COSTS[metric](space, space.max_arch()), text.strip())
         table = _BYTE_SUFFIX if metric == "memory" else _COUNT_SUFFIX
         scale = table.get(suffix.upper())
         if scale is None:
             raise BudgetError(
                 f"budget {text!r} has unknown unit {suffix!r}; use one of "
-                f"{', '.join(k for k in table if k)}"
+                f"{', '.join(k for k in table if k)} (or % of the max arch)"
             )
-        if number <= 0:
-            raise BudgetError(f"budget {text!r} must be positive")
         return cls(metric, number * scale, text.strip())
 
     def cost(self, space: Space, arch: Mapping[str, Choice_]) -> float:
@@ -109,9 +120,9 @@ class Budget:
             )
 
 
-def parse_budgets(texts: list[str] | str) -> list[Budget]:
-    """Parse one budget string or a list of them."""
-    return [Budget.parse(t) for t in ([texts] if isinstance(texts, str) else texts)]
+def parse_budgets(texts: list[str] | str, space: Space | None = None) -> list[Budget]:
+    """Parse one budget string or a list of them (``%`` limits relative to ``space``)."""
+    return [Budget.parse(t, space) for t in ([texts] if isinstance(texts, str) else texts)]
 
 
 __all__ = ["Budget", "COSTS", "parse_budgets"]

@@ -22,7 +22,7 @@ from slimnas.train.metrics_log import MetricsLog, read_metrics
 from slimnas.train.optim import build_optimizer, build_schedule, lr_factor
 from slimnas.train.rng import rng_state, set_rng_state
 from slimnas.train.slimmable import SandwichStep, sandwich_step
-from slimnas.train.step import StepFn, plain_step
+from slimnas.train.step import StepFn, kd_step, plain_step
 from slimnas.train.trainer import Trainer, TrainingError
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "cross_entropy",
     "evaluate",
     "kd_loss",
+    "kd_step",
     "latest",
     "load_checkpoint",
     "load_latest",

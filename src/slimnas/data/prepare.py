@@ -1,0 +1,120 @@
+"""A configured data set in memory: train, held-out and test splits of uint8 images, the
+normalisation, and the batch loaders the commands train and evaluate with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from slimnas.data.augment import CIFAR10_MEAN, CIFAR10_STD
+from slimnas.data.builtin import load_builtin
+from slimnas.data.cifar import load_cifar
+from slimnas.data.folder import load_image_folder
+from slimnas.data.loader import BatchLoader
+from slimnas.data.split import class_balanced_split
+from slimnas.errors import ConfigError
+
+
+@dataclass
+class TrainingData:
+    """The splits of one data set, uint8 images in memory, and how to normalise them."""
+
+    train: tuple[torch.Tensor, torch.Tensor]
+    heldout: tuple[torch.Tensor, torch.Tensor] | None
+    test: tuple[torch.Tensor, torch.Tensor] | None
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation of uint8 images, pixels scaled to [0, 1]."""
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for chunk in images.split(1024):
+        x = chunk.double().div_(255).transpose(0, 1).reshape(images.shape[1], -1)
+        total += x.sum(dim=1)
+        squares += x.square().sum(dim=1)
+    count = images.numel() / images.shape[1]
+    mean = total / count
+    std = (squares / count - mean.square()).clamp_min(1e-12).sqrt()
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def load_folder_splits(root: Path, size: int) -> tuple[tuple, tuple | None, int]:
+    """``root/train/<class>/…`` and, when present, ``root/val/<class>/…`` as the test split."""
+    if not (root / "train").is_dir():
+        raise ConfigError(
+            f"data.root {root} has no train/ folder; expected {root}/train/<class>/<images> "
+            f"(and optionally {root}/val/<class>/<images> as the test split)"
+        )
+    *train, classes = load_image_folder(root / "train", size)
+    test = None
+    if (root / "val").is_dir():
+        *test, test_classes = load_image_folder(root / "val", size)
+        if test_classes != classes:
+            raise ConfigError(
+                f"{root}/val and {root}/train hold different class folders; give both the same"
+            )
+    return tuple(train), tuple(test) if test else None, len(classes)
+
+
+def load_training_data(data) -> TrainingData:
+    """Load ``data`` (a `DataConfig`) and carve the held-out split out of its training images."""
+    if data.source == "builtin":
+        train, test, num_classes = load_builtin(train=True), load_builtin(train=False), 10
+    elif data.source in ("cifar10", "cifar100"):
+        train = load_cifar(data.root, data.source, train=True)
+        test = load_cifar(data.root, data.source, train=False)
+        num_classes = 10 if data.source == "cifar10" else 100
+    else:
+        train, test, num_classes = load_folder_splits(Path(data.root).expanduser(), data.image_size)
+    if data.source in ("builtin", "cifar10"):
+        mean, std = CIFAR10_MEAN, CIFAR10_STD  # measured on the CIFAR-10 training set
+    else:
+        mean, std = channel_stats(train[0])
+    heldout = None
+    if data.heldout > 0:
+        keep, held = class_balanced_split(train[1], data.heldout, seed=data.seed)
+        if len(held) == 0:
+            raise ConfigError(f"data.heldout = {data.heldout} holds out no image; raise it")
+        heldout = (train[0][held], train[1][held])
+        train = (train[0][keep], train[1][keep])
+    return TrainingData(train, heldout, test, num_classes, mean, std)
+
+
+def make_loader(
+    data: TrainingData,
+    split: tuple[torch.Tensor, torch.Tensor],
+    batch_size: int,
+    *,
+    train: bool,
+    seed: int = 0,
+    augment: bool = True,
+    device: torch.device | str = "cpu",
+) -> BatchLoader:
+    """Batches of ``split``: shuffled, augmented and full batches only when ``train``; in order
+    and complete otherwise."""
+    return BatchLoader(
+        *split,
+        batch_size,
+        shuffle=train,
+        seed=seed,
+        drop_last=train,
+        augment=train and augment,
+        mean=data.mean,
+        std=data.std,
+        device=device,
+    )
+
+
+def resolve_device(recipe) -> torch.device:
+    if recipe.device == "cuda" or (recipe.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ConfigError("recipe.device is 'cuda' but no CUDA device is available; use auto")
+        return torch.device("cuda")
+    if recipe.amp:
+        raise ConfigError("recipe.amp needs a CUDA device and none is available; set it false")
+    return torch.device("cpu")

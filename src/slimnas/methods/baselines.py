@@ -1,0 +1,386 @@
+"""Baseline searches for AutoSlim: uniform width multiplier, random search, evolutionary search.
+
+AutoSlim (Yu & Huang, "AutoSlim: Towards One-Shot Architecture Search for Channel Numbers",
+arXiv 1903.11728) compares its greedy slimming with the channel numbers of a uniform width
+multiplier (MobileNet's "0.5×"). The other two baselines are the usual one-shot search strategies
+over the same trained supernet: random search (Li & Talwalkar, "Random Search and Reproducibility
+for Neural Architecture Search", arXiv 1902.07638) and the budget-constrained evolution of Single
+Path One-Shot NAS (Guo et al., arXiv 1904.00420, §3.4). All three search the same `Space` under the
+same `Budget`s with the supernet's inherited weights (an `ArchScorer`): only the strategy differs.
+
+Differences from the papers: random and evolutionary search draw from `BudgetSampler`, not from
+uniform per-unit choices (see why there); SPOS discards children that break the budget, here they
+are shrunk until they fit (`BudgetSampler.repair`), which found better archs in our tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Container, Sequence
+from typing import Protocol
+
+import torch
+from tqdm import tqdm
+
+from slimnas.cost.budget import Budget
+from slimnas.errors import ConfigError
+from slimnas.methods.result import Result
+from slimnas.methods.scoring import Score
+from slimnas.space.space import Space
+from slimnas.space.units import Arch, ChannelUnit, OpUnit
+from slimnas.train import distributed
+
+log = logging.getLogger(__name__)
+
+# Draws allowed per wanted distinct arch before a search settles for fewer (small spaces).
+_TRIES = 20
+# Archs per `score_many` call: enough to share out over torchrun's ranks, few enough for progress.
+_CHUNK = 64
+
+
+Budgets = Sequence[Budget | str] | str  # budgets, or strings: "macs<=20M", "macs<=50%"
+
+
+class Scorer(Protocol):
+    """What the searches need of an `ArchScorer`."""
+
+    def score_many(self, archs: Sequence[Arch]) -> list[Score]: ...
+
+
+def uniform_ratios(space: Space) -> list[float]:
+    """The width multipliers at which some channel unit's uniform choice changes, ascending."""
+    ratios = {c / u.max_channels for u in space.channel_units() for c in u.choices}
+    return sorted(ratios | {1.0})
+
+
+class BudgetSampler:
+    """Random archs that meet ``budget`` and use most of it.
+
+    Uniform per-unit choices (`Space.sample`) add up many independent widths, so their costs
+    crowd around the middle of the space's range and a small budget rejects nearly all of them.
+    Instead, each draw:
+
+    1. picks a global ratio r uniformly in [the space's smallest channel ratio, 1] and gives every
+       channel unit its uniform choice at r moved by up to ``jitter`` grid steps either way, so
+       draws cover all cost levels and stray from uniform widths; searchable depth and op units
+       are drawn uniformly;
+    2. while the arch breaks the budget, shrinks one random unit (channel or depth) by one step
+       (`repair`), which brings expensive draws down to just under the limit through varied paths;
+    3. is rejected if it uses less than ``min_share`` of the budget (or of the max arch's cost, if
+       lower): an arch far below the budget wastes an evaluation on a slot nobody would pick.
+       After ``attempts`` rejected draws in a row, the costliest of them is returned.
+
+    Args:
+        space: the space to sample.
+        budget: the budget every arch meets.
+        min_share: the least share of the budget an arch must use.
+        jitter: grid steps a channel unit may move from the uniform choice at r.
+        attempts: draws per arch before the share is waived.
+
+    Raises:
+        BudgetError: no arch of the space meets the budget.
+    """
+
+    def __init__(
+        self,
+        space: Space,
+        budget: Budget,
+        min_share: float = 0.8,
+        jitter: int = 1,
+        attempts: int = 20,
+    ):
+        budget.check_feasible(space)
+        self.space, self.budget = space, budget
+        self.jitter, self.attempts = jitter, attempts
+        self.channels = space.channel_units()
+        self.others = [u for u in space.searchable.values() if not isinstance(u, ChannelUnit)]
+        self.shrinkable = [u for u in space.searchable.values() if not isinstance(u, OpUnit)]
+        self.min_ratio = min((u.choices[0] / u.max_channels for u in self.channels), default=1.0)
+        self.floor = min_share * min(budget.limit, budget.cost(space, space.max_arch()))
+
+    def sample(self, generator: torch.Generator) -> Arch:
+        """One arch that meets the budget, using at least ``min_share`` of it when possible."""
+        best, best_cost = None, -1.0
+        for _ in range(self.attempts):
+            arch = self.repair(self._draw(generator), generator)
+            if arch is None:
+                continue
+            cost = self.budget.cost(self.space, arch)
+            if cost >= self.floor:
+                return arch
+            if cost > best_cost:
+                best, best_cost = arch, cost
+        return best if best is not None else self.budget.smallest(self.space)[0]
+
+    def repair(self, arch: Arch, generator: torch.Generator) -> Arch | None:
+        """``arch`` with random units shrunk one step at a time until it meets the budget; None
+        when every channel and depth unit is at its minimum and it still does not."""
+        choices = dict(arch)
+        while self.budget.cost(self.space, choices) > self.budget.limit:
+            open_units = [u for u in self.shrinkable if choices[u.name] != u.choices[0]]
+            if not open_units:
+                return None
+            unit = open_units[_randint(len(open_units), generator)]
+            choices[unit.name] = unit.choices[unit.choices.index(choices[unit.name]) - 1]
+        return Arch(choices)
+
+    def _draw(self, generator: torch.Generator) -> Arch:
+        r = self.min_ratio + (1.0 - self.min_ratio) * float(torch.rand((), generator=generator))
+        steps = torch.randint(
+            -self.jitter, self.jitter + 1, (len(self.channels),), generator=generator
+        )
+        picks = {}
+        for unit, step in zip(self.channels, steps.tolist()):
+            # The uniform choice at r: the largest choice <= r · max (tolerance as in uniform_arch).
+            below = sum(c <= r * unit.max_channels * (1 + 1e-9) for c in unit.choices) - 1
+            picks[unit.name] = unit.choices[min(max(below + step, 0), len(unit.choices) - 1)]
+        for unit in self.others:
+            picks[unit.name] = unit.choices[_randint(len(unit.choices), generator)]
+        return Arch(picks)
+
+
+def uniform_search(space: Space, budgets: Budgets, scorer: Scorer | None = None) -> list[Result]:
+    """The largest uniform width multiplier meeting each budget (AutoSlim's baseline).
+
+    The multipliers tried are `uniform_ratios`, largest first; depth and op units stay at their
+    defaults. When no multiplier fits but a smaller arch does (a shallower depth, a cheaper op),
+    that smallest arch is returned with ``info["ratio"]`` None and a note.
+
+    Args:
+        space: the space to search.
+        budgets: the budgets.
+        scorer: when given, the found archs are scored (in one `score_many` call).
+
+    Returns:
+        One result per budget, in order; ``info["ratio"]`` is the multiplier.
+
+    Raises:
+        BudgetError: a budget that no arch of the space meets.
+    """
+    budgets = _budgets(budgets, space)
+    ratios = uniform_ratios(space)[::-1]
+    found: list[tuple[Arch, dict]] = []
+    for budget in budgets:
+        budget.check_feasible(space)
+        ratio = next((r for r in ratios if budget.fits(space, space.uniform_arch(r))), None)
+        if ratio is not None:
+            found.append((space.uniform_arch(ratio), {"ratio": ratio}))
+            continue
+        smallest = space.min_arch()
+        if not budget.fits(space, smallest):
+            smallest = budget.smallest(space)[0]
+        note = "no uniform width multiplier meets the budget; this is the space's smallest arch"
+        found.append((smallest, {"ratio": None, "note": note}))
+    scores = scorer.score_many([a for a, _ in found]) if scorer is not None else [None] * len(found)
+    return [
+        Result.of("uniform", budget, space, arch, score, **info)
+        for budget, (arch, info), score in zip(budgets, found, scores)
+    ]
+
+
+def random_search(
+    space: Space,
+    scorer: Scorer,
+    budgets: Budgets,
+    samples: int = 100,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[Result]:
+    """The best of ``samples`` distinct `BudgetSampler` archs per budget.
+
+    Each budget is searched with its own generator seeded with ``seed``, so a budget's result
+    does not depend on the other budgets. The candidates of all budgets are scored together, an
+    arch drawn for two budgets once.
+
+    Args:
+        space: the space to search.
+        scorer: scores archs on held-out data (an `ArchScorer`).
+        budgets: the budgets.
+        samples: distinct archs scored per budget (fewer if the space has fewer that fit).
+        seed: seed of the sampling.
+        progress: show a progress bar (only when stderr is a terminal, on rank 0).
+
+    Returns:
+        One result per budget: the highest accuracy (ties: lowest loss). ``info["samples"]`` is
+        the archs scored for that budget, ``info["evaluations"]`` the archs scored in all.
+
+    Raises:
+        BudgetError: a budget that no arch of the space meets.
+    """
+    budgets = _budgets(budgets, space)
+    if samples < 1:
+        raise ConfigError(f"random search needs samples >= 1, got {samples}")
+    candidates = []
+    for budget in budgets:
+        sampler, generator = BudgetSampler(space, budget), torch.Generator().manual_seed(seed)
+        candidates.append(_distinct(sampler, generator, samples))
+    everything = list(dict.fromkeys(a for group in candidates for a in group))
+    cache: dict[Arch, Score] = {}
+    with _bar(progress, "random search", "arch", total=len(everything)) as bar:
+        _score_new(scorer, everything, cache, bar)
+    results = []
+    for budget, group in zip(budgets, candidates):
+        best = min(group, key=lambda a: _rank_key(cache[a]))
+        info = {"samples": len(group), "evaluations": len(cache)}
+        results.append(Result.of("random", budget, space, best, cache[best], **info))
+        log.info("random search %s: accuracy %.4f", budget.text, cache[best].accuracy)
+    return results
+
+
+def evolution_search(
+    space: Space,
+    scorer: Scorer,
+    budgets: Budgets,
+    population: int = 32,
+    generations: int = 10,
+    parents: int = 8,
+    mutation_prob: float = 0.1,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[Result]:
+    """Budget-constrained evolution (SPOS §3.4) per budget.
+
+    Generation 1 is ``population`` distinct `BudgetSampler` archs. After each generation the
+    ``parents`` best archs seen so far (accuracy, ties: lower loss) breed the next: half by
+    mutation (every unit redrawn uniformly with probability ``mutation_prob``), half by uniform
+    crossover of two parents. Children over the budget are repaired with `BudgetSampler.repair`;
+    children already seen are discarded. Scores are cached by arch (across budgets too), so no
+    arch is scored twice.
+
+    Args:
+        space: the space to search.
+        scorer: scores archs on held-out data (an `ArchScorer`).
+        budgets: the budgets.
+        population: archs per generation.
+        generations: generations, the random first one included.
+        parents: archs kept as parents.
+        mutation_prob: per-unit probability that a mutation redraws the unit.
+        seed: seed of the search; each budget starts a generator from it.
+        progress: show a progress bar (only when stderr is a terminal, on rank 0).
+
+    Returns:
+        One result per budget: the best arch seen. ``info["evaluations"]`` is the distinct archs
+        evaluated for the budget, ``info["generations"]`` the generations run (fewer than asked
+        when the space runs out of new archs).
+
+    Raises:
+        BudgetError: a budget that no arch of the space meets.
+    """
+    budgets = _budgets(budgets, space)
+    if population < 2 or generations < 1 or parents < 1 or not 0.0 <= mutation_prob <= 1.0:
+        raise ConfigError(
+            "evolution needs population >= 2, generations >= 1, parents >= 1 and mutation_prob "
+            f"in [0, 1]; got {population}, {generations}, {parents}, {mutation_prob}"
+        )
+    cache: dict[Arch, Score] = {}
+    results = []
+    with _bar(progress, "evolution", "generation", total=len(budgets) * generations) as bar:
+        for budget in budgets:
+            sampler, generator = BudgetSampler(space, budget), torch.Generator().manual_seed(seed)
+            seen: dict[Arch, None] = {}  # this budget's evaluated archs, in order (ordered set)
+            members = _distinct(sampler, generator, population)
+            done, top = 0, []
+            while members and done < generations:
+                _score_new(scorer, members, cache)
+                seen.update(dict.fromkeys(members))
+                top = sorted(seen, key=lambda a: _rank_key(cache[a]))[:parents]
+                done += 1
+                bar.update(1)
+                if done < generations:
+                    members = _children(sampler, top, population, mutation_prob, generator, seen)
+            bar.update(generations - done)
+            best = top[0]
+            info = {"evaluations": len(seen), "generations": done}
+            results.append(Result.of("evolution", budget, space, best, cache[best], **info))
+            log.info("evolution %s: accuracy %.4f", budget.text, cache[best].accuracy)
+    return results
+
+
+def _children(
+    sampler: BudgetSampler,
+    parents: list[Arch],
+    count: int,
+    mutation_prob: float,
+    generator: torch.Generator,
+    seen: Container[Arch],
+) -> list[Arch]:
+    """``count`` distinct children of ``parents`` not in ``seen``: the first half mutants, the
+    rest crossovers."""
+    units = list(sampler.space.searchable.values())
+    children: dict[Arch, None] = {}
+    for _ in range(_TRIES * count):
+        if len(children) == count:
+            break
+        if len(children) < count // 2:
+            parent = parents[_randint(len(parents), generator)]
+            redraw, picks = torch.rand(2, len(units), generator=generator).tolist()
+            child = parent.merged(
+                {
+                    u.name: u.choices[int(p * len(u.choices))]
+                    for u, r, p in zip(units, redraw, picks)
+                    if r < mutation_prob
+                }
+            )
+        else:
+            a = parents[_randint(len(parents), generator)]
+            b = parents[_randint(len(parents), generator)]
+            take = torch.rand(len(units), generator=generator).tolist()
+            child = Arch({u.name: (a if t < 0.5 else b)[u.name] for u, t in zip(units, take)})
+        child = sampler.repair(child, generator)
+        if child is not None and child not in seen:
+            children.setdefault(child, None)
+    return list(children)
+
+
+def _budgets(budgets: Budgets, space: Space) -> list[Budget]:
+    if isinstance(budgets, (str, Budget)):
+        budgets = [budgets]
+    # A "%" limit ("macs<=50%") is relative to the space's max arch.
+    parsed = [b if isinstance(b, Budget) else Budget.parse(b, space) for b in budgets]
+    if not parsed:
+        raise ConfigError("no budgets given; pass at least one, e.g. ['macs<=20M']")
+    return parsed
+
+
+def _distinct(sampler: BudgetSampler, generator: torch.Generator, count: int) -> list[Arch]:
+    """Up to ``count`` distinct archs of ``sampler``, in the order first drawn."""
+    found: dict[Arch, None] = {}
+    for _ in range(_TRIES * count):
+        if len(found) == count:
+            break
+        found.setdefault(sampler.sample(generator), None)
+    return list(found)
+
+
+def _score_new(scorer: Scorer, archs: Sequence[Arch], cache: dict[Arch, Score], bar=None) -> None:
+    """Score the archs not yet in ``cache`` (each once, in order) and add them to it."""
+    new = [a for a in dict.fromkeys(archs) if a not in cache]
+    for start in range(0, len(new), _CHUNK):
+        chunk = new[start : start + _CHUNK]
+        cache.update(zip(chunk, scorer.score_many(chunk)))
+        if bar is not None:
+            bar.update(len(chunk))
+
+
+def _rank_key(score: Score) -> tuple[float, float]:
+    return (-score.accuracy, score.loss)
+
+
+def _randint(high: int, generator: torch.Generator) -> int:
+    return int(torch.randint(high, (), generator=generator))
+
+
+def _bar(progress: bool, desc: str, unit: str, total: int | None = None) -> tqdm:
+    show = progress and sys.stderr.isatty() and distributed.rank() == 0
+    return tqdm(total=total, desc=desc, unit=unit, disable=not show)
+
+
+__all__ = [
+    "BudgetSampler",
+    "Scorer",
+    "evolution_search",
+    "random_search",
+    "uniform_ratios",
+    "uniform_search",
+]

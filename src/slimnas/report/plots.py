@@ -1,0 +1,204 @@
+"""Report figures: test accuracy against cost, and channels kept per layer.
+
+The channels figure follows AutoSlim (Yu & Huang 2019, arXiv 1903.11728, Fig. 5): the ratio of
+channels kept to the unpruned width for each layer in model order, which shows that a searched
+arch keeps more channels in deeper layers than a uniformly slimmed one.
+
+matplotlib is an optional dependency (``pip install 'slimnas[plot]'``): it is imported inside the
+functions, and figures are drawn on an Agg canvas without touching pyplot's global state. Every
+figure reads the statistics computed once by `slimnas.report.tables.summarize`.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from slimnas.io import atomic_write_bytes
+from slimnas.report.tables import REFERENCE_METHOD, channel_units, method_key
+
+log = logging.getLogger(__name__)
+
+# One colour per method in every figure (and every report): fixed for the known methods, the
+# baseline in grey, the rest drawn from what is left of matplotlib's tab10 palette.
+_FIXED_COLORS = {
+    "autoslim": "#1f77b4",
+    "joslim": "#ff7f0e",
+    "tas": "#2ca02c",
+    "proxyless": "#d62728",
+    "uniform": "#555555",
+    "random": "#8c564b",
+    "evolution": "#9467bd",
+}
+_SPARE_COLORS = ("#e377c2", "#bcbd22", "#17becf", "#7f7f7f", "#aec7e8", "#ffbb78")
+_COST_AXES = {
+    "macs": ("MACs", "MACs (M)", 1e6),
+    "params": ("parameters", "Parameters (M)", 1e6),
+    "latency_ms": ("latency", "Latency (ms)", 1.0),
+}
+
+
+def matplotlib_available() -> bool:
+    """Whether matplotlib can be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def method_colors(methods: Iterable[str]) -> dict[str, str]:
+    """A colour per method: fixed ones for the known methods, spare ones for the others."""
+    others = sorted({m for m in methods if m not in _FIXED_COLORS}, key=method_key)
+    spare = {m: _SPARE_COLORS[i % len(_SPARE_COLORS)] for i, m in enumerate(others)}
+    return {**_FIXED_COLORS, **spare}
+
+
+def _linestyle(method: str) -> str:
+    return "--" if method == REFERENCE_METHOD else "-"
+
+
+def _new_figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=120)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Any, path: Path) -> Path:
+    """Render to PNG in memory, then write atomically (readers never see half a file)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    atomic_write_bytes(path, buffer.getvalue())
+    log.debug("wrote %s", path)
+    return path
+
+
+def plot_accuracy_vs_cost(
+    summaries: Sequence[Mapping[str, Any]],
+    cost: str,
+    path: str | Path,
+    colors: Mapping[str, str],
+) -> Path | None:
+    """Test top-1 (mean, std error bars) against one cost, one line per method sorted by cost.
+
+    Args:
+        summaries: `summarize` entries of every budget.
+        cost: ``"macs"``, ``"params"`` or ``"latency_ms"``.
+        path: where to write the PNG.
+        colors: method → colour, from `method_colors`.
+
+    Returns:
+        ``path``, or None when no summary has both a test accuracy and this cost (nothing drawn).
+    """
+    name, label, scale = _COST_AXES[cost]
+    series: dict[str, list[tuple[float, float, float]]] = {}
+    for s in summaries:
+        if s["test_mean"] is None or s.get(cost) is None:
+            continue
+        point = (s[cost] / scale, 100 * s["test_mean"], 100 * (s["test_std"] or 0.0))
+        series.setdefault(s["method"], []).append(point)
+    if not series:
+        return None
+    figure = _new_figure(6.4, 4.2)
+    axes = figure.add_subplot()
+    for method in sorted(series, key=method_key):
+        xs, ys, errors = zip(*sorted(series[method]))
+        axes.errorbar(
+            xs,
+            ys,
+            yerr=errors,
+            label=method,
+            color=colors[method],
+            linestyle=_linestyle(method),
+            marker="o",
+            markersize=5,
+            capsize=3,
+            linewidth=1.5,
+        )
+    axes.set_xlabel(label)
+    axes.set_ylabel("Test top-1 accuracy (%)")
+    axes.set_title(f"Test accuracy vs {name} (mean ± std over seeds)")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, title="Method")
+    return _save(figure, Path(path))
+
+
+def _ratio(arch: Mapping[str, Any], unit: Mapping[str, Any]) -> float:
+    value = arch.get(unit["name"])
+    if value is None:
+        return math.nan
+    return float(value) / float(unit["max"])
+
+
+def plot_channels(
+    summaries: Sequence[Mapping[str, Any]],
+    units: Sequence[Mapping[str, Any]],
+    path: str | Path,
+    colors: Mapping[str, str],
+) -> Path | None:
+    """Channels kept / max per channel unit, one panel per budget, one line per method.
+
+    Args:
+        summaries: `summarize` entries of every budget (each carries its lowest seed's arch).
+        units: the searchable units in model order; only channel units are drawn.
+        path: where to write the PNG.
+        colors: method → colour, from `method_colors`.
+
+    Returns:
+        ``path``, or None when there are no channel units or no archs.
+    """
+    units = channel_units(units)
+    budgets = list(dict.fromkeys(s["budget"] for s in summaries if s["arch"]))
+    if not units or not budgets:
+        return None
+    positions = list(range(len(units)))
+    width = min(max(6.4, 1.6 + 0.22 * len(units)), 24.0)
+    figure = _new_figure(width, 0.8 + 2.3 * len(budgets))
+    grid = figure.subplots(len(budgets), 1, sharex=True, squeeze=False)
+    handles: dict[str, Any] = {}
+    for axes, budget in zip(grid[:, 0], budgets):
+        for s in (s for s in summaries if s["budget"] == budget and s["arch"]):
+            (line,) = axes.plot(
+                positions,
+                [_ratio(s["arch"], u) for u in units],
+                label=s["method"],
+                color=colors[s["method"]],
+                linestyle=_linestyle(s["method"]),
+                marker="o",
+                markersize=3,
+                linewidth=1.3,
+            )
+            handles.setdefault(s["method"], line)
+        axes.set_title(f"Budget {budget}", fontsize=10)
+        axes.set_ylabel("kept / max channels")
+        axes.set_ylim(0.0, 1.08)
+        axes.grid(alpha=0.3)
+    bottom = grid[-1, 0]
+    bottom.set_xticks(positions)
+    bottom.set_xticklabels(
+        [u["name"] for u in units], rotation=90, fontsize=7 if len(units) > 20 else 8
+    )
+    bottom.set_xlim(-0.5, len(units) - 0.5)
+    bottom.set_xlabel("Channel unit (model order)")
+    methods = sorted(handles, key=method_key)
+    grid[0, 0].legend(
+        [handles[m] for m in methods],
+        methods,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        frameon=False,
+        title="Method",
+    )
+    figure.suptitle("Channels kept per layer (first seed's arch)")
+    figure.tight_layout()
+    return _save(figure, Path(path))
+
+
+__all__ = ["matplotlib_available", "method_colors", "plot_accuracy_vs_cost", "plot_channels"]
