@@ -5,6 +5,9 @@
     slimnas space --model NAME   print the search space discovered in a model
     slimnas train CONFIG.toml    train a model or a slimmable supernet (docs/config.md);
                                  --set section.key=value overrides, --resume continues
+    slimnas run CONFIG.toml      the whole pipeline: supernet, search, export, retrain, report
+    slimnas search | export | evaluate | report CONFIG.toml
+                                 the pipeline up to one stage (each reuses what is done)
 
 User mistakes print one line and exit with status 2; nothing already written is damaged.
 """
@@ -324,6 +327,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# The pipeline stages each command runs (earlier stages are reused when finished).
+PIPELINE_COMMANDS = {
+    "run": ("supernet", "search", "export", "retrain", "report"),
+    "search": ("supernet", "search"),
+    "export": ("supernet", "search", "export"),
+    "evaluate": ("supernet", "search", "retrain"),
+    "report": ("report",),
+}
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from slimnas.config import PipelineConfig, load_config
+    from slimnas.pipeline import Pipeline
+    from slimnas.train.distributed import init_from_env
+
+    config = load_config(args.config, args.set, PipelineConfig)
+    stages = PIPELINE_COMMANDS[args.command]
+    # Every command but run continues the run in run.dir when there is one.
+    resume = args.resume or args.command != "run"
+    if args.command == "report" and not (Path(config.run.dir) / "config.json").exists():
+        raise ConfigError(f"run.dir {config.run.dir} holds no run to report; slimnas run first")
+    init_from_env()
+    logging.getLogger("slimnas.pipeline").setLevel(logging.INFO)  # say what each stage does
+    pipeline = Pipeline(config, resume=resume)
+    started = time.perf_counter()
+    run_dir = pipeline.run(stages)
+    print(f"{args.command}: done in {time.perf_counter() - started:.0f} s -> {run_dir}")
+    if "report" in stages:
+        print(f"report: {run_dir / 'report.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slimnas", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -353,6 +388,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--resume", action="store_true", help="continue the run in run.dir")
     train.set_defaults(run=cmd_train)
+
+    helps = {
+        "run": "search and retrain end to end from a TOML config (docs/pipeline.md)",
+        "search": "train the supernet and run the searches of a run config",
+        "export": "export the found archs (supernet weights) as plain models and ONNX",
+        "evaluate": "retrain every found arch per seed and test it once",
+        "report": "write report.md and its figures from a run's results",
+    }
+    for name, text in helps.items():
+        command = sub.add_parser(name, help=text)
+        command.add_argument("config", help="TOML file (see docs/pipeline.md)")
+        command.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="SECTION.KEY=VALUE",
+            help="override a config value, e.g. --set search.budgets=macs<=50%%",
+        )
+        command.add_argument("--resume", action="store_true", help="continue the run in run.dir")
+        command.set_defaults(run=cmd_pipeline)
     return parser
 
 

@@ -206,7 +206,13 @@ class DataConfig(Section):
         _share,
         "share of each class of the training data held out for validation (and search)",
     )
-    seed: int = _integer(0, 0, "seed of the held-out split")
+    seed: int = _integer(0, 0, "seed of the held-out split and of the subsets below")
+    max_train_images: int | None = _integer(
+        None, 1, "use a class-balanced subset of this many training images (quick runs)", True
+    )
+    max_test_images: int | None = _integer(
+        None, 1, "use a class-balanced subset of this many test images (quick runs)", True
+    )
     augment: bool = _flag(True, "random crop (zero padding 4) and horizontal flip in training")
 
 
@@ -418,7 +424,7 @@ class SearchConfig(Section):
         _budget_list,
         "one result per budget and method; % is relative to the max arch",
     )
-    score_images: int = _integer(2048, 1, "held-out training images each arch is scored on")
+    score_images: int = _integer(1024, 1, "held-out training images each arch is scored on")
     score_batch: int = _integer(512, 1, "images per scoring batch (its BatchNorm statistics)")
     bn: str = _choice("batch", ("batch", "recalibrate"), "BatchNorm statistics of a scored arch")
     bn_batches: int = _integer(8, 1, "bn = recalibrate: training batches per scored arch")
@@ -470,6 +476,13 @@ class PipelineConfig(_Document):
     search: SearchConfig = field(default_factory=SearchConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     run: PipelineRunConfig = field(default_factory=PipelineRunConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.retrain.seed != 0:
+            raise ConfigError(
+                "retrain.seed is not read by slimnas run; list the seeds in retrain.seeds"
+            )
 
 
 def schema(config_class: type = Config) -> Iterator[tuple[str, Any, Rule, str]]:

@@ -71,6 +71,8 @@ def load_training_data(data) -> TrainingData:
         num_classes = 10 if data.source == "cifar10" else 100
     else:
         train, test, num_classes = load_folder_splits(Path(data.root).expanduser(), data.image_size)
+    train = _subset(train, data.max_train_images, data.seed, "max_train_images")
+    test = _subset(test, data.max_test_images, data.seed, "max_test_images")
     if data.source in ("builtin", "cifar10"):
         mean, std = CIFAR10_MEAN, CIFAR10_STD  # measured on the CIFAR-10 training set
     else:
@@ -85,6 +87,17 @@ def load_training_data(data) -> TrainingData:
     return TrainingData(train, heldout, test, num_classes, mean, std)
 
 
+def _subset(split, count: int | None, seed: int, setting: str):
+    """A seeded class-balanced subset of about ``count`` images of ``split`` (all when None)."""
+    if split is None or count is None or count >= len(split[1]):
+        return split
+    share = count / len(split[1])
+    _, keep = class_balanced_split(split[1], share, seed=seed)
+    if len(keep) == 0:
+        raise ConfigError(f"data.{setting} = {count} keeps no image of some class; raise it")
+    return split[0][keep], split[1][keep]
+
+
 def make_loader(
     data: TrainingData,
     split: tuple[torch.Tensor, torch.Tensor],
@@ -94,9 +107,11 @@ def make_loader(
     seed: int = 0,
     augment: bool = True,
     device: torch.device | str = "cpu",
+    rank: int = 0,
+    world_size: int = 1,
 ) -> BatchLoader:
     """Batches of ``split``: shuffled, augmented and full batches only when ``train``; in order
-    and complete otherwise."""
+    and complete otherwise. Under DDP, ``rank`` of ``world_size`` gets its shard of each batch."""
     return BatchLoader(
         *split,
         batch_size,
@@ -107,6 +122,8 @@ def make_loader(
         mean=data.mean,
         std=data.std,
         device=device,
+        rank=rank,
+        world_size=world_size,
     )
 
 

@@ -89,8 +89,12 @@ def greedy_slim(
     Raises:
         BudgetError: a budget that no arch of the space meets.
     """
+    reachable = space  # the archs the search can reach: only channels (and depths) shrink
+    for name, unit in space.searchable.items():
+        if not isinstance(unit, ChannelUnit) and not (depth and isinstance(unit, DepthUnit)):
+            reachable = reachable.fix(name)
     for budget in budgets:
-        budget.check_feasible(space)
+        budget.check_feasible(reachable)
     key = _fingerprint(space, budgets, depth)
     state = _load_state(state_path, key)
     if state is None:
@@ -181,6 +185,10 @@ def _load_state(path: str | Path | None, key: str) -> dict | None:
         raise CheckpointError(
             f"cannot read the autoslim search state {path}: {err}; delete it to search afresh"
         ) from None
+    if not isinstance(state, dict) or not {"arch", "found", "iteration"} <= set(state):
+        raise CheckpointError(
+            f"{path} is not an autoslim search state; delete it to search afresh"
+        )
     if state.get("fingerprint") != key:
         raise CheckpointError(
             f"the search state {path} belongs to another space or other budgets; delete it or "

@@ -1,0 +1,610 @@
+"""``slimnas run``: a config → one run directory, stage by stage, resumable at every stage.
+
+    trace ─▶ supernet (sandwich rule) ─▶ search (each method, every budget) ─▶ export
+          ─▶ retrain each found arch per seed ─▶ test once ─▶ results.json + report.md
+
+Layout of the run directory::
+
+    config.json               the resolved config
+    space.json                the traced search space
+    supernet/                 Trainer checkpoints and metrics.csv of the supernet
+    supernet/final/           the trained supernet (safetensors + JSON) and its held-out scores
+    search/<method>.json      the method's results, one per budget (autoslim.state.json: resume)
+    exports/<method>/<budget>/
+                              each found arch as a plain model with the supernet's weights
+                              (BatchNorm recalibrated): arch.json, model.safetensors, model.onnx
+    models/<method>/<budget>/seed<k>/
+                              retraining checkpoints, metrics.csv, model.safetensors, arch.json,
+                              model.onnx, result.json (test accuracy at the final epoch)
+    results.json, report.md, *.png
+
+Every stage skips what is already finished and resumes what was interrupted, so running the
+same command again (``--resume``) continues where a killed run stopped. Everything a config can
+get wrong (model, data, budgets below the smallest arch) is checked before the directory is
+created, so that a mistake leaves nothing half-written.
+
+Final models are trained on the training split minus the held-out images (the held-out images
+only score archs), and tested once, on the test split, after their last epoch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from slimnas.config import PipelineConfig
+from slimnas.cost.budget import Budget
+from slimnas.cost.measured import module_macs, module_params
+from slimnas.cost.memory import peak_memory
+from slimnas.data.augment import normalize
+from slimnas.data.prepare import TrainingData, load_training_data, make_loader, resolve_device
+from slimnas.errors import ConfigError, ExportError, SlimnasError
+from slimnas.io import atomic_write_text, load_tensors, save_tensors
+from slimnas.methods.autoslim import greedy_slim
+from slimnas.methods.baselines import evolution_search, random_search, uniform_search
+from slimnas.methods.result import Result
+from slimnas.methods.scoring import ArchScorer
+from slimnas.models.build import build_model
+from slimnas.run_dir import check_resumed_config
+from slimnas.space.space import Space
+from slimnas.space.trace import trace
+from slimnas.space.units import Arch
+from slimnas.supernet import Supernet
+from slimnas.train import Trainer, checkpoint_dirs, distributed, evaluate, recalibrate_bn
+from slimnas.train.slimmable import sandwich_step
+from slimnas.train.step import kd_step, plain_step
+
+log = logging.getLogger(__name__)
+
+STAGES = ("supernet", "search", "export", "retrain", "report")
+
+# Settings a resumed run may change: where it lives, where an invocation stops, which methods
+# and seeds it adds. Anything else that differs from the saved config is refused.
+RESUMABLE_CHANGES = (
+    "run.dir",
+    "supernet.max_steps",
+    "retrain.max_steps",
+    "retrain.seeds",
+    "search.methods",
+)
+
+
+def budget_slug(text: str) -> str:
+    """A folder name for a budget: ``macs<=50%`` → ``macs-le-50pct``."""
+    slug = text.replace("<=", "-le-").replace("%", "pct").replace(" ", "")
+    return re.sub(r"[^A-Za-z0-9._-]", "_", slug)
+
+
+@dataclass
+class Prepared:
+    """What every stage needs: the checked config, data, space and budgets."""
+
+    config: PipelineConfig
+    data: TrainingData
+    space: Space
+    budgets: list[Budget]
+    example: torch.Tensor
+    device: torch.device
+
+
+class Pipeline:
+    """Runs a `PipelineConfig` in its run directory.
+
+    Args:
+        config: the run's config.
+        resume: continue the run in ``config.run.dir``; without it, a directory that holds a
+            run already is refused.
+        progress: progress bars (quiet when stderr is not a terminal).
+    """
+
+    def __init__(self, config: PipelineConfig, *, resume: bool = False, progress: bool = True):
+        self.config = config
+        self.resume = resume
+        self.progress = progress
+        self.run_dir = Path(config.run.dir).expanduser()
+        self._prepared: Prepared | None = None
+        self._supernet: Supernet | None = None
+
+    # ------------------------------------------------------------------------------ prepare
+    def prepare(self) -> Prepared:
+        """Check everything the config says, then create the run directory.
+
+        Raises:
+            ConfigError, BudgetError, TraceError: a mistake in the config; nothing is written.
+        """
+        if self._prepared is not None:
+            return self._prepared
+        config, run_dir = self.config, self.run_dir
+        if run_dir.exists() and not run_dir.is_dir():
+            raise ConfigError(f"run.dir {run_dir} exists and is not a directory; choose another")
+        holds_run = (run_dir / "config.json").exists()
+        if holds_run and not self.resume:
+            raise ConfigError(
+                f"run.dir {run_dir} holds a run already; pass --resume to continue it, or set "
+                "run.dir to a new directory"
+            )
+        if holds_run:
+            check_resumed_config(
+                run_dir,
+                config.to_dict(),
+                fixed_prefixes=("model.", "data.", "space.", "supernet.", "search.", "retrain."),
+                free=RESUMABLE_CHANGES,
+            )
+        device = resolve_device(config.supernet)
+        resolve_device(config.retrain)
+        data = load_training_data(config.data)
+        num_classes = config.model.num_classes or data.num_classes
+        if num_classes < data.num_classes:
+            raise ConfigError(
+                f"model.num_classes is {num_classes} but the data has {data.num_classes} "
+                "classes; raise it or leave it out"
+            )
+        config = replace(config, model=replace(config.model, num_classes=num_classes))
+        for section in (config.supernet, config.retrain):
+            if len(data.train[1]) < section.batch_size:
+                raise ConfigError(
+                    f"{section.section}.batch_size {section.batch_size} is more than the "
+                    f"{len(data.train[1])} training images; lower it"
+                )
+        example = normalize(data.train[0][:1], data.mean, data.std)
+        model = self._model(config, config.supernet.seed)
+        space = self._space(config, model, example)
+        budgets = [Budget.parse(text, space) for text in config.search.budgets]
+        for budget in budgets:
+            budget.check_feasible(space)
+        self.config = config
+        if distributed.is_main():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=1))
+            atomic_write_text(run_dir / "space.json", space.to_json())
+        self._prepared = Prepared(config, data, space, budgets, example, device)
+        return self._prepared
+
+    @staticmethod
+    def _model(config: PipelineConfig, seed: int) -> nn.Module:
+        torch.manual_seed(seed)  # the initial weights
+        kwargs: dict[str, Any] = {"num_classes": config.model.num_classes}
+        if config.model.width_mult != 1.0:
+            kwargs["width_mult"] = config.model.width_mult
+        model, _ = build_model(config.model.name, **kwargs)
+        return model
+
+    @staticmethod
+    def _space(config: PipelineConfig, model: nn.Module, example: torch.Tensor) -> Space:
+        options = config.space
+        space = trace(
+            model,
+            example,
+            divisor=options.divisor,
+            min_ratio=options.min_ratio,
+            steps=options.steps,
+        )
+        if not options.depth:
+            for unit in space.depth_units():
+                space = space.fix(unit.name)
+        if not space.searchable:
+            raise ConfigError(f"model {config.model.name} has no searchable unit; nothing to do")
+        return space
+
+    def _loader(self, split, batch_size: int, train: bool, seed: int = 0):
+        p = self.prepare()
+        return make_loader(
+            p.data,
+            split,
+            batch_size,
+            train=train,
+            seed=seed,
+            augment=p.config.data.augment,
+            device=p.device,
+            rank=distributed.rank() if train else 0,
+            world_size=distributed.world_size() if train else 1,
+        )
+
+    # ----------------------------------------------------------------------------- run
+    def run(self, stages: tuple[str, ...] = STAGES) -> Path:
+        """Run ``stages`` (in pipeline order) and return the run directory."""
+        unknown = [s for s in stages if s not in STAGES]
+        if unknown:
+            raise ConfigError(f"unknown stage {unknown[0]!r}; the stages are {', '.join(STAGES)}")
+        self.prepare()
+        for stage in STAGES:
+            if stage in stages:
+                getattr(self, f"stage_{stage}")()
+        return self.run_dir
+
+    # -------------------------------------------------------------------------- supernet
+    def stage_supernet(self) -> Supernet:
+        """Train the supernet with the sandwich rule (or load the finished one)."""
+        if self._supernet is not None:
+            return self._supernet
+        p = self.prepare()
+        recipe = p.config.supernet
+        final = self.run_dir / "supernet" / "final"
+        model = self._model(p.config, recipe.seed)
+        if (final / "supernet.json").exists():
+            supernet = Supernet.load(model, final).to(p.device)
+            supernet.activate(supernet.max_arch())
+            self._supernet = supernet
+            return supernet
+        supernet = Supernet(model, p.space).to(p.device)
+        loader = self._loader(p.data.train, recipe.batch_size, train=True, seed=recipe.seed)
+        generator = torch.Generator().manual_seed(recipe.seed)
+        step = sandwich_step(
+            supernet, recipe.sandwich_n, generator, recipe.label_smoothing, recipe.distill
+        )
+        trainer = self._trainer(supernet, loader, recipe, step, self.run_dir / "supernet")
+        self._announce("supernet", trainer, f"sandwich rule, n={recipe.sandwich_n}")
+        if not self._fit(trainer, recipe.max_steps, "supernet.max_steps"):
+            raise _Stopped()
+        scores = self._score_supernet(supernet)
+        if distributed.is_main():
+            supernet.save(final)
+            atomic_write_text(final / "scores.json", json.dumps(scores, indent=1))
+        self._supernet = supernet
+        return supernet
+
+    def _trainer(self, model, loader, recipe, step, run_dir: Path) -> Trainer:
+        return Trainer(
+            model,
+            loader,
+            step_fn=step,
+            optimizer=recipe.optimizer,
+            lr=recipe.lr,
+            momentum=recipe.momentum,
+            nesterov=recipe.nesterov,
+            weight_decay=recipe.weight_decay,
+            no_decay_bn_bias=recipe.no_decay_bn_bias,
+            schedule=recipe.schedule,
+            warmup_steps=round(recipe.warmup_epochs * len(loader)),
+            epochs=recipe.epochs,
+            grad_clip=recipe.grad_clip,
+            run_dir=run_dir,
+            checkpoint_every=recipe.checkpoint_every,
+            keep_last=recipe.keep_last,
+            seed=recipe.seed,
+            amp=recipe.amp,
+            progress=self.progress,
+            resume=bool(checkpoint_dirs(run_dir)),
+        )
+
+    def _announce(self, what: str, trainer: Trainer, detail: str) -> None:
+        resumed = f", resuming at step {trainer.step}" if trainer.step else ""
+        log.info("training %s (%s): %d steps%s", what, detail, trainer.total_steps, resumed)
+
+    @staticmethod
+    def _fit(trainer: Trainer, max_steps: int | None, setting: str) -> bool:
+        """Train; False when stopped early by ``max_steps``."""
+        trainer.fit(until_step=max_steps)
+        if trainer.step < trainer.total_steps:
+            log.warning(
+                "stopped at step %d of %d (%s); run again with --resume to continue",
+                trainer.step,
+                trainer.total_steps,
+                setting,
+            )
+            return False
+        return True
+
+    def _score_supernet(self, supernet: Supernet) -> dict[str, Any]:
+        """Held-out top-1 of the max and min archs after BatchNorm recalibration."""
+        p = self.prepare()
+        heldout = list(self._loader(p.data.heldout, 500, train=False))
+        scores = {}
+        # The max arch last: its statistics stay in the supernet, which teaches retraining (KD).
+        for name, arch in (("min", supernet.min_arch()), ("max", supernet.max_arch())):
+            recalibrate_bn(supernet, arch, self._calibration())
+            result = evaluate(supernet, heldout)
+            scores[name] = {"accuracy": result.accuracy, "loss": result.loss}
+        return scores
+
+    def _export_inherited(self, arch: Arch) -> nn.Module:
+        """``arch`` as a plain model with the supernet's weights and BatchNorm statistics
+        recalibrated for it; the supernet gets its max arch's statistics back."""
+        supernet = self.stage_supernet()
+        recalibrate_bn(supernet, arch, self._calibration())
+        model = supernet.export(arch)
+        recalibrate_bn(supernet, supernet.max_arch(), self._calibration())
+        return model
+
+    def _calibration(self) -> list:
+        p = self.prepare()
+        recipe = p.config.supernet
+        loader = self._loader(p.data.train, recipe.batch_size, train=True, seed=recipe.seed + 1)
+        return list(itertools.islice(iter(loader), p.config.retrain.bn_batches))
+
+    # ---------------------------------------------------------------------------- search
+    def stage_search(self) -> dict[str, list[Result]]:
+        """Run each method of ``search.methods`` on the trained supernet, every budget at once."""
+        p = self.prepare()
+        supernet = self.stage_supernet()
+        options = p.config.search
+        found: dict[str, list[Result]] = {}
+        scorer = None
+        for method in options.methods:
+            path = self.run_dir / "search" / f"{method}.json"
+            if path.exists():
+                found[method] = [Result.from_dict(r) for r in json.loads(path.read_text())]
+                continue
+            if scorer is None:
+                scorer = self._scorer(supernet)
+            started = time.perf_counter()
+            results = self._search(method, p, scorer)
+            seconds = time.perf_counter() - started
+            results = [replace(r, info=r.info | {"seconds": round(seconds, 2)}) for r in results]
+            if distributed.is_main():
+                atomic_write_text(path, json.dumps([r.to_dict() for r in results], indent=1))
+            found[method] = results
+            log.info("%s: %d archs in %.0f s", method, len(results), seconds)
+        return found
+
+    def _scorer(self, supernet: Supernet) -> ArchScorer:
+        p = self.prepare()
+        options = p.config.search
+        images, labels = p.data.heldout
+        count = min(options.score_images, len(labels))
+        split = (images[:count], labels[:count])
+        batches = list(self._loader(split, options.score_batch, train=False))
+        calibration = self._calibration() if options.bn == "recalibrate" else None
+        return ArchScorer(supernet, batches, options.bn, calibration)
+
+    def _search(self, method: str, p: Prepared, scorer: ArchScorer) -> list[Result]:
+        options = p.config.search
+        if method == "autoslim":
+            state = self.run_dir / "search" / "autoslim.state.json"
+            return greedy_slim(
+                p.space,
+                scorer,
+                p.budgets,
+                depth=p.config.space.depth,
+                state_path=state,
+                progress=self.progress,
+            )
+        if method == "uniform":
+            return uniform_search(p.space, p.budgets, scorer)
+        if method == "random":
+            return random_search(
+                p.space,
+                scorer,
+                p.budgets,
+                samples=options.random_samples,
+                seed=options.seed,
+                progress=self.progress,
+            )
+        if method == "evolution":
+            return evolution_search(
+                p.space,
+                scorer,
+                p.budgets,
+                population=options.population,
+                generations=options.generations,
+                seed=options.seed,
+                progress=self.progress,
+            )
+        raise ConfigError(f"unknown method {method!r}")  # the config checks names already
+
+    # ---------------------------------------------------------------------------- export
+    def stage_export(self) -> list[Path]:
+        """Each found arch as a plain model with the supernet's (recalibrated) weights, checked
+        against its budget as counted on the exported module, and as ONNX."""
+        p = self.prepare()
+        self.stage_supernet()
+        written = []
+        for method, results in self.stage_search().items():
+            for result in results:
+                out = self.run_dir / "exports" / method / budget_slug(result.budget)
+                written.append(out)
+                if (out / "model.safetensors").exists():
+                    continue
+                model = self._export_inherited(result.arch)
+                self._check_budget(model, result, p)
+                if distributed.is_main():
+                    atomic_write_text(out / "arch.json", result.arch.to_json())
+                    self._write_onnx(model, out / "model.onnx", p)
+                    save_tensors(model.state_dict(), out / "model.safetensors")
+        return written
+
+    # --------------------------------------------------------------------------- retrain
+    def stage_retrain(self) -> list[dict[str, Any]]:
+        """Export and train every found arch once per seed; test each once, at the end."""
+        p = self.prepare()
+        rows = []
+        for method, results in self.stage_search().items():
+            for result, seed in itertools.product(results, p.config.retrain.seeds):
+                rows.append(self._retrain_one(method, result, seed))
+        return rows
+
+    def model_dir(self, method: str, budget: str, seed: int) -> Path:
+        return self.run_dir / "models" / method / budget_slug(budget) / f"seed{seed}"
+
+    def _retrain_one(self, method: str, result: Result, seed: int) -> dict[str, Any]:
+        p = self.prepare()
+        recipe = replace(p.config.retrain, seed=seed)
+        out = self.model_dir(method, result.budget, seed)
+        if (out / "result.json").exists():
+            return json.loads((out / "result.json").read_text())
+        supernet = self.stage_supernet()
+        if recipe.init == "inherit":
+            model = self._export_inherited(result.arch)
+        else:  # a freshly initialised model of the same kind, sliced to the arch
+            model = Supernet(self._model(p.config, seed), p.space).export(result.arch)
+        model.to(p.device)
+        self._check_budget(model, result, p)
+        if recipe.distill:
+            step = kd_step(supernet, recipe.kd_alpha, recipe.kd_temperature)
+        else:
+            step = plain_step(recipe.label_smoothing)
+        loader = self._loader(p.data.train, recipe.batch_size, train=True, seed=seed)
+        trainer = self._trainer(model, loader, recipe, step, out)
+        self._announce(f"{method} {result.budget} seed {seed}", trainer, "retrain")
+        started = time.perf_counter()
+        if not self._fit(trainer, recipe.max_steps, "retrain.max_steps"):
+            raise _Stopped()
+        seconds = time.perf_counter() - started
+        test = evaluate(model, self._loader(p.data.test, 500, train=False)) if p.data.test else None
+        row = {
+            "method": method,
+            "budget": result.budget,
+            "seed": seed,
+            "arch": dict(result.arch),
+            "macs": module_macs(model, p.example.to(p.device)),
+            "params": module_params(model),
+            "memory": peak_memory(p.space, result.arch),
+            "search_accuracy": result.accuracy,
+            "test_accuracy": test.accuracy if test else None,
+            "test_loss": test.loss if test else None,
+            "epochs": recipe.epochs,
+            "train_seconds": round(seconds, 1),
+        }
+        if distributed.is_main():
+            save_tensors(model.state_dict(), out / "model.safetensors")
+            atomic_write_text(out / "arch.json", result.arch.to_json())
+            self._write_onnx(model, out / "model.onnx", p)
+            atomic_write_text(out / "result.json", json.dumps(row, indent=1))
+        return row
+
+    @staticmethod
+    def _check_budget(model: nn.Module, result: Result, p: Prepared) -> None:
+        """The exported model must cost exactly what its arch was searched for."""
+        counted = {
+            "macs": module_macs(model, p.example.to(next(model.parameters()).device)),
+            "params": module_params(model),
+        }
+        for metric, value in counted.items():
+            if value != result.costs[metric]:
+                raise ExportError(
+                    f"the exported {result.method} model for {result.budget} has {metric} "
+                    f"{value} but its arch counts {result.costs[metric]}; please report this"
+                )
+        budget = next(b for b in p.budgets if b.text == result.budget)
+        if not budget.fits(p.space, result.arch):
+            raise ExportError(f"{result.method} found an arch over its budget {budget.text}")
+
+    @staticmethod
+    def _write_onnx(model: nn.Module, path: Path, p: Prepared) -> None:
+        try:
+            from slimnas.onnx_export import export_onnx
+
+            export_onnx(model, p.example.to(next(model.parameters()).device), path)
+        except ExportError as err:  # onnx not installed, or an op it cannot express
+            log.warning("no ONNX file for %s: %s", path.parent, err)
+
+    # ---------------------------------------------------------------------------- report
+    def stage_report(self) -> Path:
+        """Gather every result into results.json and write report.md with its figures."""
+        from slimnas.report import write_report
+
+        p = self.prepare()
+        rows = self._rows(p)
+        config = p.config
+        max_arch = p.space.max_arch()
+        unpruned = self.stage_supernet().export(max_arch)
+        results = {
+            "title": f"{', '.join(config.search.methods)} on {config.model.name}",
+            "model": config.model.name,
+            "data": _describe_data(config, p.data),
+            "recipe": _recipe(config),
+            "max": {
+                "macs": module_macs(unpruned, p.example.to(p.device)),
+                "params": module_params(unpruned),
+                "memory": peak_memory(p.space, max_arch),
+            },
+            "units": [
+                {"name": u.name, "kind": u.kind, "max": u.choices[-1]}
+                for u in p.space.searchable.values()
+            ],
+            "supernet": self._supernet_scores(),
+            "rows": rows,
+        }
+        if not distributed.is_main():
+            return self.run_dir / "report.md"
+        atomic_write_text(self.run_dir / "results.json", json.dumps(results, indent=1))
+        return write_report(results, self.run_dir)
+
+    def _rows(self, p: Prepared) -> list[dict[str, Any]]:
+        rows = []
+        for method in p.config.search.methods:
+            path = self.run_dir / "search" / f"{method}.json"
+            if not path.exists():
+                continue
+            for result in (Result.from_dict(r) for r in json.loads(path.read_text())):
+                for seed in p.config.retrain.seeds:
+                    done = self.model_dir(method, result.budget, seed) / "result.json"
+                    if done.exists():
+                        rows.append(json.loads(done.read_text()))
+                    else:
+                        rows.append(
+                            {
+                                "method": method,
+                                "budget": result.budget,
+                                "seed": seed,
+                                "arch": dict(result.arch),
+                                "macs": result.costs["macs"],
+                                "params": result.costs["params"],
+                                "memory": result.costs["memory"],
+                                "search_accuracy": result.accuracy,
+                                "test_accuracy": None,
+                            }
+                        )
+        return rows
+
+    def _supernet_scores(self) -> dict[str, Any] | None:
+        path = self.run_dir / "supernet" / "final" / "scores.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+
+class _Stopped(SlimnasError):
+    """A training stage stopped at its max_steps; the run continues with --resume."""
+
+    def __init__(self) -> None:
+        super().__init__("stopped at max_steps; run again with --resume to continue")
+
+
+def _describe_data(config: PipelineConfig, data: TrainingData) -> str:
+    test = len(data.test[1]) if data.test else 0
+    held = len(data.heldout[1]) if data.heldout else 0
+    return (
+        f"{config.data.source}: {len(data.train[1])} train / {held} held-out / {test} test images"
+    )
+
+
+def _recipe(config: PipelineConfig) -> dict[str, Any]:
+    s, r, q = config.supernet, config.retrain, config.search
+    return {
+        "supernet": f"{s.epochs} epochs, batch {s.batch_size}, lr {s.lr} {s.schedule}, "
+        f"sandwich n={s.sandwich_n}, distill {s.distill}",
+        "search": f"{q.score_images} held-out images per arch, BN {q.bn}; random "
+        f"{q.random_samples} samples; evolution {q.population}x{q.generations}",
+        "retrain": f"{r.epochs} epochs, batch {r.batch_size}, lr {r.lr} {r.schedule}, "
+        f"init {r.init}, distill {r.distill}, seeds {list(r.seeds)}",
+        "space": f"divisor {config.space.divisor}, min ratio {config.space.min_ratio}, "
+        f"steps {config.space.steps}, depth {config.space.depth}",
+    }
+
+
+def load_exported(model_dir: str | Path) -> nn.Module:
+    """The plain model in ``model_dir`` (``models/<method>/<budget>/seed<k>`` after retraining,
+    or ``exports/<method>/<budget>``), rebuilt from its run's config.json and space.json and the
+    folder's arch.json, with the weights of its model.safetensors."""
+    model_dir = Path(model_dir).resolve()
+    run_dir = next((d for d in model_dir.parents if (d / "space.json").exists()), model_dir)
+    try:
+        config = PipelineConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+        space = Space.from_json((run_dir / "space.json").read_text())
+        arch = Arch.from_json((model_dir / "arch.json").read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{model_dir} is not a model folder of a slimnas run: {err}") from None
+    model = Supernet(Pipeline._model(config, 0), space).export(arch)
+    model.load_state_dict(load_tensors(model_dir / "model.safetensors"))
+    return model
+
+
+__all__ = ["STAGES", "Pipeline", "budget_slug", "load_exported"]
