@@ -221,9 +221,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from slimnas.config import load_config
     from slimnas.data import BatchLoader, normalize
     from slimnas.io import atomic_write_text
-    from slimnas.train import Trainer
+    from slimnas.train import Trainer, distributed
 
     config = load_config(args.config, args.set)
+    distributed.init_from_env()  # under torchrun: join the process group (gloo or NCCL)
     cfg_model, cfg_data, cfg_train = config.model, config.data, config.train
     run_dir = Path(config.run.dir).expanduser()
     check_run_dir(run_dir, args.resume)
@@ -254,6 +255,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             seed=cfg_train.seed,
             augment=cfg_data.augment,
             device=device,
+            rank=distributed.rank() if train else 0,  # each rank its shard of a global batch
+            world_size=distributed.world_size() if train else 1,
         )
 
     model, supernet, step = _build_network(config, normalize(train_x[:2], data.mean, data.std))
@@ -282,7 +285,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         config=config.to_dict(),
     )
-    atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=1) + "\n")
+    if distributed.is_main():
+        atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=1) + "\n")
 
     held = len(data.heldout[1]) if data.heldout else 0
     kind = f"supernet (sandwich, n={cfg_train.sandwich_n})" if supernet else "model"
@@ -323,7 +327,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         },
         "evaluations": evaluations,
     }
-    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=1) + "\n")
+    if distributed.is_main():
+        atomic_write_text(run_dir / "results.json", json.dumps(results, indent=1) + "\n")
     return 0
 
 
@@ -339,7 +344,7 @@ PIPELINE_COMMANDS = {
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
     from slimnas.config import PipelineConfig, load_config
-    from slimnas.pipeline import Pipeline
+    from slimnas.pipeline import Pipeline, StageStopped
     from slimnas.train.distributed import init_from_env
 
     config = load_config(args.config, args.set, PipelineConfig)
@@ -352,7 +357,11 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     logging.getLogger("slimnas.pipeline").setLevel(logging.INFO)  # say what each stage does
     pipeline = Pipeline(config, resume=resume)
     started = time.perf_counter()
-    run_dir = pipeline.run(stages)
+    try:
+        run_dir = pipeline.run(stages)
+    except StageStopped as stop:  # a max_steps the user set: not an error
+        print(f"{args.command}: {stop}")
+        return 0
     print(f"{args.command}: done in {time.perf_counter() - started:.0f} s -> {run_dir}")
     if "report" in stages:
         print(f"report: {run_dir / 'report.md'}")

@@ -244,7 +244,7 @@ class Pipeline:
         trainer = self._trainer(supernet, loader, recipe, step, self.run_dir / "supernet")
         self._announce("supernet", trainer, f"sandwich rule, n={recipe.sandwich_n}")
         if not self._fit(trainer, recipe.max_steps, "supernet.max_steps"):
-            raise _Stopped()
+            raise StageStopped()
         scores = self._score_supernet(supernet)
         if distributed.is_main():
             supernet.save(final)
@@ -447,7 +447,7 @@ class Pipeline:
         self._announce(f"{method} {result.budget} seed {seed}", trainer, "retrain")
         started = time.perf_counter()
         if not self._fit(trainer, recipe.max_steps, "retrain.max_steps"):
-            raise _Stopped()
+            raise StageStopped()
         seconds = time.perf_counter() - started
         test = evaluate(model, self._loader(p.data.test, 500, train=False)) if p.data.test else None
         row = {
@@ -561,7 +561,7 @@ class Pipeline:
         return json.loads(path.read_text()) if path.exists() else None
 
 
-class _Stopped(SlimnasError):
+class StageStopped(SlimnasError):
     """A training stage stopped at its max_steps; the run continues with --resume."""
 
     def __init__(self) -> None:
@@ -607,4 +607,4 @@ def load_exported(model_dir: str | Path) -> nn.Module:
     return model
 
 
-__all__ = ["STAGES", "Pipeline", "budget_slug", "load_exported"]
+__all__ = ["STAGES", "Pipeline", "StageStopped", "budget_slug", "load_exported"]

@@ -3,6 +3,8 @@ that an exported model costs what the analytic count of its arch says."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -17,8 +19,8 @@ def module_macs(model: nn.Module, example_input: torch.Tensor) -> int:
         nonlocal total
         positions = output[0].numel() // output.shape[1 if isinstance(module, nn.Conv2d) else -1]
         if isinstance(module, nn.Conv2d):
-            kernel = module.kernel_size[0] * module.kernel_size[1]
-            total += positions * module.out_channels * (module.in_channels // module.groups) * kernel
+            per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
+            total += positions * module.out_channels * per_output
         else:
             total += positions * module.out_features * module.in_features
 

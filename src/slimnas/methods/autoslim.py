@@ -186,9 +186,7 @@ def _load_state(path: str | Path | None, key: str) -> dict | None:
             f"cannot read the autoslim search state {path}: {err}; delete it to search afresh"
         ) from None
     if not isinstance(state, dict) or not {"arch", "found", "iteration"} <= set(state):
-        raise CheckpointError(
-            f"{path} is not an autoslim search state; delete it to search afresh"
-        )
+        raise CheckpointError(f"{path} is not an autoslim search state; delete it to search afresh")
     if state.get("fingerprint") != key:
         raise CheckpointError(
             f"the search state {path} belongs to another space or other budgets; delete it or "
