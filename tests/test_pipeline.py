@@ -12,7 +12,7 @@ import torch
 import slimnas
 from slimnas.cli import main
 from slimnas.config import PipelineConfig
-from slimnas.pipeline import Pipeline, budget_slug, load_exported
+from slimnas.pipeline import Pipeline, StageStopped, budget_slug, load_exported
 
 TINY = {
     "model": {"name": "resnet20"},
@@ -185,3 +185,30 @@ def test_every_pipeline_setting_is_documented() -> None:
         if key.split(".")[0] in ("model", "data") or key in recipe:
             continue  # documented in docs/config.md
         assert f"`{key}`" in docs, f"{key} is missing from docs/pipeline.md"
+
+
+def test_retrain_from_inherited_weights_with_distillation(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    changes = {
+        "search__methods": ["uniform"],
+        "search__budgets": ["macs<=60%"],
+        "retrain__seeds": [0],
+        "retrain__init": "inherit",
+        "retrain__distill": True,
+    }
+    pipeline = Pipeline(tiny_config(run_dir, **changes, retrain__max_steps=1), progress=False)
+    pipeline.run(("supernet", "search", "export"))
+    exported = load_exported(run_dir / "exports" / "uniform" / budget_slug("macs<=60%"))
+    with pytest.raises(StageStopped):
+        pipeline.run(("retrain",))  # one step, then stop: the weights barely moved
+    folder = pipeline.model_dir("uniform", "macs<=60%", 0)
+    after_one = slimnas.io.load_tensors(folder / "ckpt-00000001" / "tensors.safetensors")
+    for name, value in exported.state_dict().items():
+        if value.is_floating_point() and value.dim() > 1:  # conv and linear weights
+            moved = (after_one[f"model/{name}"] - value).norm() / value.norm()
+            assert moved < 0.05, name  # inherited; a fresh init would differ by ~1.4
+    finished = Pipeline(tiny_config(run_dir, **changes), resume=True, progress=False)
+    finished.run(("retrain",))
+    metrics = (folder / "metrics.csv").read_text().splitlines()
+    assert "loss_ce" in metrics[0]  # the KD step logs the plain cross-entropy beside its loss
+    assert json.loads((folder / "result.json").read_text())["test_accuracy"] is not None

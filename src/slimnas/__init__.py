@@ -2,7 +2,8 @@
 
 space = slimnas.trace(model, example_input)
 supernet = slimnas.Supernet(model, space)
-small = supernet.export(space.uniform_arch(0.5))
+results = slimnas.AutoSlim(epochs=30).fit(supernet, train_loader, heldout).search(["macs<=50%"])
+small = supernet.export(results[0].arch)
 """
 
 from slimnas import models
@@ -27,6 +28,14 @@ from slimnas.errors import (
     SlimnasError,
     TraceError,
 )
+from slimnas.methods import (
+    METHODS,
+    AutoSlim,
+    EvolutionSearch,
+    RandomSearch,
+    Result,
+    UniformSearch,
+)
 from slimnas.space import Arch, ChannelUnit, DepthUnit, OpUnit, Space, trace
 from slimnas.space.rules import register_rule, unregister_rule
 from slimnas.supernet import Supernet
@@ -35,8 +44,14 @@ from slimnas.train.bn import recalibrate_bn
 __version__ = "0.1.0"
 
 __all__ = [
+    "METHODS",
     "Arch",
     "ArchError",
+    "AutoSlim",
+    "EvolutionSearch",
+    "RandomSearch",
+    "Result",
+    "UniformSearch",
     "Budget",
     "BudgetError",
     "ChannelUnit",

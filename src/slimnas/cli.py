@@ -221,7 +221,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from slimnas.config import load_config
     from slimnas.data import BatchLoader, normalize
     from slimnas.io import atomic_write_text
-    from slimnas.train import Trainer, distributed
+    from slimnas.train import distributed, plain_step
+    from slimnas.train.recipe import trainer_from_recipe
 
     config = load_config(args.config, args.set)
     distributed.init_from_env()  # under torchrun: join the process group (gloo or NCCL)
@@ -262,26 +263,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     model, supernet, step = _build_network(config, normalize(train_x[:2], data.mean, data.std))
     model.to(device)
     loader = batches(train_x, train_y, train=True)
-    trainer = Trainer(
+    trainer = trainer_from_recipe(
         model,
         loader,
-        step_fn=step,
-        optimizer=cfg_train.optimizer,
-        lr=cfg_train.lr,
-        momentum=cfg_train.momentum,
-        nesterov=cfg_train.nesterov,
-        weight_decay=cfg_train.weight_decay,
-        no_decay_bn_bias=cfg_train.no_decay_bn_bias,
-        schedule=cfg_train.schedule,
-        warmup_steps=round(cfg_train.warmup_epochs * len(loader)),
-        epochs=cfg_train.epochs,
-        label_smoothing=0.0 if step else cfg_train.label_smoothing,
-        grad_clip=cfg_train.grad_clip,
+        cfg_train,
+        step_fn=step or plain_step(cfg_train.label_smoothing),
         run_dir=run_dir,
-        checkpoint_every=cfg_train.checkpoint_every,
-        keep_last=cfg_train.keep_last,
-        seed=cfg_train.seed,
-        amp=cfg_train.amp,
         resume=args.resume,
         config=config.to_dict(),
     )

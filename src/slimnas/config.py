@@ -258,6 +258,10 @@ class RecipeConfig(Section):
     seed: int = _integer(0, 0, "seed of the initial weights, data order, augmentation, sampling")
     device: str = _choice("auto", ("auto", "cpu", "cuda"), "auto: cuda when available")
     amp: bool = _flag(False, "mixed precision (CUDA only)")
+    tensorboard: bool = _flag(
+        False,
+        "also log metrics for TensorBoard in run.dir/tensorboard (needs the tensorboard package)",
+    )
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,7 @@ from slimnas.space.trace import trace
 from slimnas.space.units import Arch
 from slimnas.supernet import Supernet
 from slimnas.train import Trainer, checkpoint_dirs, distributed, evaluate, recalibrate_bn
+from slimnas.train.recipe import trainer_from_recipe
 from slimnas.train.slimmable import sandwich_step
 from slimnas.train.step import kd_step, plain_step
 
@@ -253,27 +254,15 @@ class Pipeline:
         return supernet
 
     def _trainer(self, model, loader, recipe, step, run_dir: Path) -> Trainer:
-        return Trainer(
+        resume = bool(checkpoint_dirs(run_dir))
+        return trainer_from_recipe(
             model,
             loader,
+            recipe,
             step_fn=step,
-            optimizer=recipe.optimizer,
-            lr=recipe.lr,
-            momentum=recipe.momentum,
-            nesterov=recipe.nesterov,
-            weight_decay=recipe.weight_decay,
-            no_decay_bn_bias=recipe.no_decay_bn_bias,
-            schedule=recipe.schedule,
-            warmup_steps=round(recipe.warmup_epochs * len(loader)),
-            epochs=recipe.epochs,
-            grad_clip=recipe.grad_clip,
             run_dir=run_dir,
-            checkpoint_every=recipe.checkpoint_every,
-            keep_last=recipe.keep_last,
-            seed=recipe.seed,
-            amp=recipe.amp,
+            resume=resume,
             progress=self.progress,
-            resume=bool(checkpoint_dirs(run_dir)),
         )
 
     def _announce(self, what: str, trainer: Trainer, detail: str) -> None:

@@ -13,7 +13,8 @@ order and augmentation of every later batch).
 Under ``torchrun`` (`slimnas.train.distributed`) every rank runs this loop on its shard of each
 global batch; after a step's backward passes the gradients of all ranks are averaged in one
 collective, so that the optimizer step is the one a single process with the global batch would
-take. Rank 0 writes ``metrics.csv`` and the checkpoints; every rank resumes from them.
+take. Rank 0 writes ``metrics.csv`` (and, optionally, TensorBoard events) and the checkpoints;
+every rank resumes from them.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from slimnas.train.checkpoint import (
     save_checkpoint,
     set_aside,
 )
-from slimnas.train.metrics_log import MetricsLog
+from slimnas.train.metrics_log import MetricsLog, summary_writer_class
 from slimnas.train.optim import build_optimizer, build_schedule
 from slimnas.train.rng import rng_state, set_rng_state
 from slimnas.train.step import StepFn, plain_step
@@ -96,6 +97,8 @@ class Trainer:
         amp: mixed precision (bfloat16 where supported, else float16 with loss scaling); CUDA
             only.
         progress: a tqdm bar, shown only when stderr is a terminal.
+        tensorboard: also write every metrics row as TensorBoard scalars to
+            ``run_dir/tensorboard`` (needs the tensorboard package).
         resume: continue from the newest checkpoint in ``run_dir`` (a fresh start when there is
             none).
         fallback: on resume, skip unreadable newest checkpoints (renamed ``*.corrupt``) and use
@@ -126,6 +129,7 @@ class Trainer:
         seed: int | None = 0,
         amp: bool = False,
         progress: bool = True,
+        tensorboard: bool = False,
         resume: bool = False,
         fallback: bool = False,
         config: Mapping[str, Any] | None = None,
@@ -146,6 +150,8 @@ class Trainer:
             )
         if resume and run_dir is None:
             raise ConfigError("resume needs the run_dir of the run to continue")
+        if tensorboard:
+            summary_writer_class()  # a missing package stops the run now, not at its first step
         distributed.check_loader_shard(loader)
         self.model = model
         self.loader = loader
@@ -157,6 +163,7 @@ class Trainer:
         self.checkpoint_every = checkpoint_every
         self.keep_last = keep_last
         self.progress = progress
+        self.tensorboard = tensorboard
         self.config = dict(config or {})
         self.optimizer = build_optimizer(
             model,
@@ -188,6 +195,7 @@ class Trainer:
         self.step = 0
         self.last_checkpoint: Path | None = None
         self._saved_step: int | None = None
+        self._metrics: MetricsLog | None = None  # open during fit, on rank 0
         if seed is not None:
             random.seed(seed)
             np.random.seed(seed)
@@ -232,7 +240,12 @@ class Trainer:
         self.model.train()
         metrics = None
         if self.run_dir is not None and distributed.is_main():
-            metrics = MetricsLog(self.run_dir / METRICS_FILE, resume_step=self.step or None)
+            metrics = MetricsLog(
+                self.run_dir / METRICS_FILE,
+                resume_step=self.step or None,
+                tensorboard=self.tensorboard,
+            )
+        self._metrics = metrics
         show = self.progress and sys.stderr.isatty() and distributed.is_main()
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", disable=not show)
         row: dict[str, Any] = {}
@@ -258,6 +271,7 @@ class Trainer:
             bar.close()
             if metrics is not None:
                 metrics.close()
+            self._metrics = None
         return row
 
     def _train_step(self, batch: Any) -> dict[str, Any]:
@@ -396,6 +410,8 @@ class Trainer:
             self._check_ranks_agree()
         if distributed.is_main():
             path = save_checkpoint(self.run_dir, self.step, self.state_dict(), self.keep_last)
+            if self._metrics is not None:
+                self._metrics.flush()
         else:
             path = checkpoint_path(self.run_dir, self.step)
         distributed.barrier()
