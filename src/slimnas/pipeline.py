@@ -51,7 +51,7 @@ from slimnas.errors import ConfigError, ExportError, SlimnasError
 from slimnas.io import atomic_write_text, load_tensors, save_tensors
 from slimnas.methods.autoslim import greedy_slim
 from slimnas.methods.baselines import evolution_search, random_search, uniform_search
-from slimnas.methods.result import Result
+from slimnas.methods.result import Result, arch_costs
 from slimnas.methods.scoring import ArchScorer
 from slimnas.models.build import build_model
 from slimnas.run_dir import check_resumed_config
@@ -494,17 +494,16 @@ class Pipeline:
         p = self.prepare()
         rows = self._rows(p)
         config = p.config
-        max_arch = p.space.max_arch()
-        unpruned = self.stage_supernet().export(max_arch)
+        max_costs = arch_costs(p.space, p.space.max_arch())  # exports count the same (tested)
         results = {
             "title": f"{', '.join(config.search.methods)} on {config.model.name}",
             "model": config.model.name,
             "data": _describe_data(config, p.data),
             "recipe": _recipe(config),
             "max": {
-                "macs": module_macs(unpruned, p.example.to(p.device)),
-                "params": module_params(unpruned),
-                "memory": peak_memory(p.space, max_arch),
+                "macs": max_costs["macs"],
+                "params": max_costs["params"],
+                "memory": max_costs["memory"],
             },
             "units": [
                 {"name": u.name, "kind": u.kind, "max": u.choices[-1]}
