@@ -55,7 +55,11 @@ def test_run_writes_every_stage(finished_run: Path) -> None:
     assert all(r["test_accuracy"] is not None and 0 <= r["test_accuracy"] <= 1 for r in rows)
     report = (finished_run / "report.md").read_text()
     assert "macs<=60%" in report and "params<=0.2M" in report
-    assert (finished_run / "accuracy_vs_macs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for figure in ("accuracy_vs_macs.png", "channels.png", "search_front.png"):
+        assert (finished_run / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({figure})" in report
+    front = results["front"]  # the greedy path: MACs fall at every iteration
+    assert len(front) >= 2 and all(a["macs"] > b["macs"] for a, b in zip(front, front[1:]))
     for method in ("autoslim", "uniform", "random", "evolution"):
         for budget in ("macs<=60%", "params<=0.2M"):
             export = finished_run / "exports" / method / budget_slug(budget)

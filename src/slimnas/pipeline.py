@@ -510,6 +510,7 @@ class Pipeline:
                 for u in p.space.searchable.values()
             ],
             "supernet": self._supernet_scores(),
+            "front": self._autoslim_front(),
             "rows": rows,
         }
         if not distributed.is_main():
@@ -543,6 +544,13 @@ class Pipeline:
                             }
                         )
         return rows
+
+    def _autoslim_front(self) -> list[dict[str, Any]]:
+        """AutoSlim's greedy path (cost and held-out accuracy after every iteration)."""
+        path = self.run_dir / "search" / "autoslim.json"
+        if not path.exists():
+            return []
+        return json.loads(path.read_text())[0]["info"].get("trajectory", [])
 
     def _supernet_scores(self) -> dict[str, Any] | None:
         path = self.run_dir / "supernet" / "final" / "scores.json"

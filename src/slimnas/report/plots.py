@@ -130,6 +130,58 @@ def plot_accuracy_vs_cost(
     return _save(figure, Path(path))
 
 
+def plot_search_front(
+    front: Sequence[Mapping[str, Any]],
+    summaries: Sequence[Mapping[str, Any]],
+    path: str | Path,
+    colors: Mapping[str, str],
+) -> Path | None:
+    """Held-out top-1 with inherited supernet weights against MACs: AutoSlim's greedy path (one
+    point per iteration: the front one pass yields) and every method's found archs.
+
+    Args:
+        front: ``{"macs", "accuracy"}`` points of the greedy path.
+        summaries: `summarize` entries (their ``search_accuracy`` and ``macs``).
+        path: where to write the PNG.
+        colors: method → colour.
+    """
+    points = [
+        (p["macs"] / 1e6, 100 * p["accuracy"]) for p in front if p.get("accuracy") is not None
+    ]
+    if not points:
+        return None
+    figure = _new_figure(6.4, 4.2)
+    axes = figure.add_subplot()
+    xs, ys = zip(*points)
+    axes.plot(
+        xs,
+        ys,
+        color=colors.get("autoslim", "C0"),
+        linewidth=1.0,
+        alpha=0.6,
+        label="autoslim greedy path",
+    )
+    for s in sorted(summaries, key=lambda s: method_key(s["method"])):
+        if s.get("search_accuracy") is None or s.get("macs") is None:
+            continue
+        axes.plot(
+            s["macs"] / 1e6,
+            100 * s["search_accuracy"],
+            marker="o",
+            linestyle="none",
+            color=colors[s["method"]],
+            markersize=6,
+        )
+    for method in sorted({s["method"] for s in summaries}, key=method_key):
+        axes.plot([], [], marker="o", linestyle="none", color=colors[method], label=method)
+    axes.set_xlabel("MACs (M)")
+    axes.set_ylabel("Held-out top-1, inherited weights (%)")
+    axes.set_title("Search: held-out accuracy before retraining")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    return _save(figure, Path(path))
+
+
 def _ratio(arch: Mapping[str, Any], unit: Mapping[str, Any]) -> float:
     value = arch.get(unit["name"])
     if value is None:

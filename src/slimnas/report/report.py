@@ -116,6 +116,7 @@ def _figures(
     summaries: Sequence[Mapping[str, Any]],
     units: Sequence[Mapping[str, Any]],
     out_dir: Path,
+    front: Sequence[Mapping[str, Any]] = (),
 ) -> list[tuple[str, str]]:
     """Draw every figure that has data; returns (caption, file name) pairs."""
     colors = plots.method_colors(s["method"] for s in summaries)
@@ -130,6 +131,10 @@ def _figures(
             drawn.append((caption, name))
     if plots.plot_channels(summaries, units, out_dir / "channels.png", colors):
         drawn.append(("Channels kept per layer, relative to the unpruned model", "channels.png"))
+    if front and plots.plot_search_front(front, summaries, out_dir / "search_front.png", colors):
+        drawn.append(
+            ("Held-out accuracy of the searched archs, inherited weights", "search_front.png")
+        )
     return drawn
 
 
@@ -162,7 +167,7 @@ def render_report(results: Mapping[str, Any], out_dir: str | Path) -> str:
 
     parts.append("## Figures")
     if plots.matplotlib_available():
-        figures = _figures(summaries, results.get("units") or [], out_dir)
+        figures = _figures(summaries, results.get("units") or [], out_dir, results.get("front"))
         parts += [f"![{caption}]({name})" for caption, name in figures] or ["No figure has data."]
     else:
         parts.append(NO_MATPLOTLIB_NOTE)
