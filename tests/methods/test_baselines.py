@@ -14,6 +14,7 @@ from slimnas.errors import BudgetError
 from slimnas.methods.baselines import (
     BudgetSampler,
     evolution_search,
+    nearest_uniform_arch,
     random_search,
     uniform_ratios,
     uniform_search,
@@ -94,15 +95,26 @@ def test_uniform_search_takes_the_largest_fitting_ratio(space, budgets):
     _assert_meets(results, budgets, space)
     for result, budget in zip(results, budgets):
         ratio = result.info["ratio"]
-        assert result.arch == space.uniform_arch(ratio)
+        assert result.arch == nearest_uniform_arch(space, ratio)
         assert result.accuracy is None
         larger = ratios[ratios.index(ratio) + 1]
-        assert not budget.fits(space, space.uniform_arch(larger))
+        assert not budget.fits(space, nearest_uniform_arch(space, larger))
+        # Nearest rounding never wastes more of the budget than flooring at the same ratio.
+        floor = slimnas.macs(space, space.uniform_arch(ratio))
+        assert floor <= result.costs["macs"] <= budget.limit
+
+
+def test_nearest_uniform_arch_rounds_each_width_to_the_nearest_choice(space):
+    arch = nearest_uniform_arch(space, 0.7)
+    for unit in space.channel_units():
+        target = 0.7 * unit.max_channels
+        assert all(abs(arch[unit.name] - target) <= abs(c - target) for c in unit.choices)
+    assert nearest_uniform_arch(space, 1.0) == space.max_arch()
 
 
 def test_uniform_search_falls_back_to_the_smallest_arch():
     space = _trace(fix_depth=False)  # shallower archs fit budgets no width multiplier meets
-    narrowest = slimnas.macs(space, space.uniform_arch(uniform_ratios(space)[0]))
+    narrowest = slimnas.macs(space, nearest_uniform_arch(space, 0.0))
     smallest = slimnas.macs(space, space.min_arch())
     assert smallest < narrowest
     budget = Budget.parse(f"macs<={(smallest + narrowest) / 2e6:.4f}M")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Container, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from tqdm import tqdm
@@ -49,9 +49,29 @@ class Scorer(Protocol):
 
 
 def uniform_ratios(space: Space) -> list[float]:
-    """The width multipliers at which some channel unit's uniform choice changes, ascending."""
-    ratios = {c / u.max_channels for u in space.channel_units() for c in u.choices}
+    """The width multipliers at which some channel unit's `nearest_uniform_arch` choice
+    changes (midpoints between neighbouring choices), ascending, 1.0 included."""
+    ratios = {
+        (a + b) / 2 / u.max_channels
+        for u in space.channel_units()
+        for a, b in zip(u.choices, u.choices[1:])
+    }
     return sorted(ratios | {1.0})
+
+
+def nearest_uniform_arch(space: Space, ratio: float) -> Arch:
+    """Width multiplier ``ratio``: every channel unit at the choice nearest ``ratio`` × its max
+    (halves round up), as slimmable networks round ``r · C`` to the divisor; depth and op units
+    at their default. Nearest, not floor: flooring would shrink narrow layers (16 channels at
+    0.7 → 8 with a divisor of 8) far below the multiplier and waste most of a budget."""
+    choices: dict[str, Any] = {}
+    for name, unit in space.searchable.items():
+        if isinstance(unit, ChannelUnit):
+            target = ratio * unit.max_channels
+            choices[name] = min(unit.choices, key=lambda c: (abs(c - target), -c))
+        else:
+            choices[name] = unit.default
+    return Arch(choices)
 
 
 class BudgetSampler:
@@ -143,9 +163,10 @@ class BudgetSampler:
 def uniform_search(space: Space, budgets: Budgets, scorer: Scorer | None = None) -> list[Result]:
     """The largest uniform width multiplier meeting each budget (AutoSlim's baseline).
 
-    The multipliers tried are `uniform_ratios`, largest first; depth and op units stay at their
-    defaults. When no multiplier fits but a smaller arch does (a shallower depth, a cheaper op),
-    that smallest arch is returned with ``info["ratio"]`` None and a note.
+    The multipliers tried are `uniform_ratios`, largest first, each turned into an arch by
+    `nearest_uniform_arch`; depth and op units stay at their defaults. When no multiplier fits
+    but a smaller arch does (a shallower depth, a cheaper op), that smallest arch is returned
+    with ``info["ratio"]`` None and a note.
 
     Args:
         space: the space to search.
@@ -163,9 +184,10 @@ def uniform_search(space: Space, budgets: Budgets, scorer: Scorer | None = None)
     found: list[tuple[Arch, dict]] = []
     for budget in budgets:
         budget.check_feasible(space)
-        ratio = next((r for r in ratios if budget.fits(space, space.uniform_arch(r))), None)
+        fitting = (r for r in ratios if budget.fits(space, nearest_uniform_arch(space, r)))
+        ratio = next(fitting, None)
         if ratio is not None:
-            found.append((space.uniform_arch(ratio), {"ratio": ratio}))
+            found.append((nearest_uniform_arch(space, ratio), {"ratio": ratio}))
             continue
         smallest = space.min_arch()
         if not budget.fits(space, smallest):
