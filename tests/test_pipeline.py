@@ -210,7 +210,7 @@ def test_retrain_from_inherited_weights_with_distillation(tmp_path: Path) -> Non
     for name, value in exported.state_dict().items():
         if value.is_floating_point() and value.dim() > 1:  # conv and linear weights
             moved = (after_one[f"model/{name}"] - value).norm() / value.norm()
-            assert moved < 0.05, name  # inherited; a fresh init would differ by ~1.4
+            assert moved < 0.3, name  # inherited (one SGD step); a fresh init differs by ~1.4
     finished = Pipeline(tiny_config(run_dir, **changes), resume=True, progress=False)
     finished.run(("retrain",))
     metrics = (folder / "metrics.csv").read_text().splitlines()

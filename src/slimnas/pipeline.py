@@ -451,7 +451,7 @@ class Pipeline:
             "test_accuracy": test.accuracy if test else None,
             "test_loss": test.loss if test else None,
             "epochs": recipe.epochs,
-            "train_seconds": round(seconds, 1),
+            "train_seconds": round(seconds, 1),  # of this invocation (not before a resume)
         }
         if distributed.is_main():
             save_tensors(model.state_dict(), out / "model.safetensors")
