@@ -114,6 +114,7 @@ class Pipeline:
         self.run_dir = Path(config.run.dir).expanduser()
         self._prepared: Prepared | None = None
         self._supernet: Supernet | None = None
+        self._calibration_batches: list | None = None
 
     # ------------------------------------------------------------------------------ prepare
     def prepare(self) -> Prepared:
@@ -305,10 +306,16 @@ class Pipeline:
         return model
 
     def _calibration(self) -> list:
-        p = self.prepare()
-        recipe = p.config.supernet
-        loader = self._loader(p.data.train, recipe.batch_size, train=True, seed=recipe.seed + 1)
-        return list(itertools.islice(iter(loader), p.config.retrain.bn_batches))
+        """The training batches every BatchNorm recalibration uses: drawn once (the loader is
+        seeded, so every draw would give the same batches) and reused by every arch."""
+        if self._calibration_batches is None:
+            p = self.prepare()
+            recipe = p.config.supernet
+            seed = recipe.seed + 1
+            loader = self._loader(p.data.train, recipe.batch_size, train=True, seed=seed)
+            batches = itertools.islice(iter(loader), p.config.retrain.bn_batches)
+            self._calibration_batches = list(batches)
+        return self._calibration_batches
 
     # ---------------------------------------------------------------------------- search
     def stage_search(self) -> dict[str, list[Result]]:
