@@ -379,7 +379,8 @@ class PipelineRunConfig(RunConfig):
     dir: str = _text("runs/run", "run directory: every stage's output, resumable")
 
 
-METHOD_NAMES = ("autoslim", "uniform", "random", "evolution")
+DEFAULT_METHODS = ("autoslim", "uniform", "random", "evolution")
+METHOD_NAMES = (*DEFAULT_METHODS, "tas", "tas_width")
 
 
 @dataclass(frozen=True)
@@ -415,11 +416,11 @@ class SearchConfig(Section):
     section: ClassVar[str] = "search"
 
     methods: tuple[str, ...] = _list(
-        METHOD_NAMES,
+        DEFAULT_METHODS,
         str,
         "a non-empty list of " + ", ".join(repr(m) for m in METHOD_NAMES),
         _method_list,
-        "methods and baselines to run on the trained supernet",
+        "methods and baselines to run (tas: width + depth, tas_width: width only)",
     )
     budgets: tuple[str, ...] = _list(
         ("macs<=50%",),
@@ -436,6 +437,18 @@ class SearchConfig(Section):
     population: int = _integer(32, 2, "evolution: population size")
     generations: int = _integer(10, 1, "evolution: generations")
     seed: int = _integer(0, 0, "seed of random and evolutionary search")
+    tas_tau_max: float = _number(10.0, "a positive number", _positive, "tas: first temperature")
+    tas_tau_min: float = _number(0.1, "a positive number", _positive, "tas: last temperature")
+    tas_tau_schedule: str = _choice(
+        "linear", ("linear", "cosine"), "tas: temperature decay per epoch (paper: linear)"
+    )
+    tas_cost_weight: float = _number(
+        2.0, "a number >= 0", lambda v: v >= 0, "tas: weight of the cost loss (lambda)"
+    )
+    tas_tolerance: float = _number(
+        0.05, "a number in [0, 1)", lambda v: 0 <= v < 1, "tas: band below the budget"
+    )
+    tas_arch_lr: float = _number(1e-3, "a positive number", _positive, "tas: Adam lr of logits")
 
 
 @dataclass(frozen=True)

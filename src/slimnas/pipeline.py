@@ -47,12 +47,14 @@ from slimnas.cost.measured import module_macs, module_params
 from slimnas.cost.memory import peak_memory
 from slimnas.data.augment import normalize
 from slimnas.data.prepare import TrainingData, load_training_data, make_loader, resolve_device
+from slimnas.data.split import class_balanced_split
 from slimnas.errors import ConfigError, ExportError, SlimnasError
 from slimnas.io import atomic_write_text, load_tensors, save_tensors
 from slimnas.methods.autoslim import greedy_slim
 from slimnas.methods.baselines import evolution_search, random_search, uniform_search
 from slimnas.methods.result import Result, arch_costs
 from slimnas.methods.scoring import ArchScorer
+from slimnas.methods.tas import TAS
 from slimnas.models.build import build_model
 from slimnas.run_dir import check_resumed_config
 from slimnas.space.space import Space
@@ -342,15 +344,16 @@ class Pipeline:
             log.info("%s: %d archs in %.0f s", method, len(results), seconds)
         return found
 
-    def _scorer(self, supernet: Supernet) -> ArchScorer:
+    def _scorer(self, supernet: Supernet, bn: str | None = None) -> ArchScorer:
         p = self.prepare()
         options = p.config.search
+        bn = bn or options.bn
         images, labels = p.data.heldout
         count = min(options.score_images, len(labels))
         split = (images[:count], labels[:count])
         batches = list(self._loader(split, options.score_batch, train=False))
-        calibration = self._calibration() if options.bn == "recalibrate" else None
-        return ArchScorer(supernet, batches, options.bn, calibration)
+        calibration = self._calibration() if bn == "recalibrate" else None
+        return ArchScorer(supernet, batches, bn, calibration)
 
     def _search(self, method: str, p: Prepared, scorer: ArchScorer) -> list[Result]:
         options = p.config.search
@@ -385,7 +388,55 @@ class Pipeline:
                 seed=options.seed,
                 progress=self.progress,
             )
+        if method in ("tas", "tas_width"):
+            return [self._tas(method, budget) for budget in p.budgets]
         raise ConfigError(f"unknown method {method!r}")  # the config checks names already
+
+    def _tas(self, method: str, budget: Budget) -> Result:
+        """One TAS search of ``budget`` (``tas_width``: widths only) in
+        ``search/<method>/<budget>``: a fresh copy of the model trained with the ``[supernet]``
+        recipe on one half of the training split while the architecture learns on the other
+        (TAS §3.4); resumable. The derived arch is scored on the held-out images with the
+        search's own weights."""
+        p = self.prepare()
+        options, recipe = p.config.search, p.config.supernet
+        out = self.run_dir / "search" / method / budget_slug(budget.text)
+        if (out / "result.json").exists():
+            return Result.from_dict(json.loads((out / "result.json").read_text()))
+        if distributed.is_distributed():
+            raise ConfigError(f"{method} runs in one process; run it without torchrun")
+        supernet = Supernet(self._model(p.config, recipe.seed), p.space).to(p.device)
+        images, labels = p.data.train
+        weight_half, arch_half = class_balanced_split(labels, 0.5, seed=recipe.seed)
+        train = self._loader(
+            (images[weight_half], labels[weight_half]), recipe.batch_size, True, recipe.seed
+        )
+        arch_data = self._loader(
+            (images[arch_half], labels[arch_half]), recipe.batch_size, True, recipe.seed + 1
+        )
+        tas = TAS(
+            depth=method == "tas",
+            epochs=recipe.epochs,
+            seed=options.seed,
+            cost_weight=options.tas_cost_weight,
+            tolerance=options.tas_tolerance,
+            tau_max=options.tas_tau_max,
+            tau_min=options.tas_tau_min,
+            tau_schedule=options.tas_tau_schedule,
+            arch_lr=options.tas_arch_lr,
+        )
+        step = tas.make_step(supernet, arch_data, budget, len(train))
+        trainer = self._trainer(supernet, train, recipe, step, out)
+        self._announce(f"{method} {budget.text}", trainer, "TAS search")
+        try:
+            if not self._fit(trainer, recipe.max_steps, "supernet.max_steps"):
+                raise StageStopped()
+        finally:
+            supernet.activate(supernet.max_arch())
+        result = tas.result(self._scorer(supernet, "recalibrate"), method=method)
+        if distributed.is_main():
+            atomic_write_text(out / "result.json", json.dumps(result.to_dict(), indent=1))
+        return result
 
     # ---------------------------------------------------------------------------- export
     def stage_export(self) -> list[Path]:
