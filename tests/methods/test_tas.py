@@ -213,7 +213,9 @@ def test_a_search_learns_logits_meets_the_budget_and_scores_the_arch(space) -> N
     tas, supernet, train, arch_data, held = new_search(space)
     tas.fit(supernet, train, arch_data, "macs<=50%")
     before = TASArch(space, generator=torch.Generator().manual_seed(0))
-    moved = [float((a - b).abs().max()) for a, b in zip(tas.arch_params.logits, before.logits)]
+    moved = [
+        float((a - b).detach().abs().max()) for a, b in zip(tas.arch_params.logits, before.logits)
+    ]
     assert min(moved) > 0  # every unit's logits learned
     scorer = ArchScorer(supernet, held, "batch")
     (result,) = tas.search(["macs<=50%"], scorer=scorer)

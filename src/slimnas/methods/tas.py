@@ -341,12 +341,12 @@ class TASStep:
     def __call__(self, model: nn.Module, batch: Any, backward: Backward) -> tuple:
         space, tau = self.arch.space, self.tau()
         # Architecture step (Eq. 7): CE on the other half + λ·L_cost, gradients to α and β only.
-        images, labels = self._arch_batch()
+        arch_images, arch_labels = self._arch_batch()
         self._activate(tau, detach=False)
-        logits = model(images)
+        logits = model(arch_images)
         expected = self.expected_cost(space, self.arch.probs())
         actual = self.budget.cost(space, self.arch.argmax())
-        arch_ce = cross_entropy(logits, labels)
+        arch_ce = cross_entropy(logits, arch_labels)
         penalty = cost_loss(expected, actual, self.budget.limit, self.tolerance)
         arch_loss = arch_ce + self.cost_weight * penalty
         if not bool(torch.isfinite(arch_loss.detach())):
@@ -370,7 +370,7 @@ class TASStep:
             "tau": tau,
             "acc": top1(logits_w.detach(), labels),
             "arch_loss": arch_loss.detach(),
-            "arch_acc": top1(logits.detach(), labels),
+            "arch_acc": top1(logits.detach(), arch_labels),
             "cost_expected": float(expected.detach()) / self.budget.limit,
             "cost_argmax": actual / self.budget.limit,
         }
