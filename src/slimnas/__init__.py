@@ -36,6 +36,8 @@ from slimnas.methods import (
     Result,
     UniformSearch,
 )
+from slimnas.methods.joslim import Joslim
+from slimnas.methods.tas import TAS
 from slimnas.space import Arch, ChannelUnit, DepthUnit, OpUnit, Space, trace
 from slimnas.space.rules import register_rule, unregister_rule
 from slimnas.supernet import Supernet
@@ -49,8 +51,10 @@ __all__ = [
     "ArchError",
     "AutoSlim",
     "EvolutionSearch",
+    "Joslim",
     "RandomSearch",
     "Result",
+    "TAS",
     "UniformSearch",
     "Budget",
     "BudgetError",

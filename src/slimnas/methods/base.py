@@ -1,10 +1,10 @@
 """`SupernetMethod`: what the methods that search a trained slimmable supernet share.
 
-``fit(supernet, train, heldout)`` trains the supernet with the sandwich rule and in-place
-distillation (US-Nets §3, arXiv 1903.05134) through the `Trainer`, then prepares the scorer of
-archs on the held-out batches; ``attach(supernet, heldout)`` skips the training for a supernet
-trained already (the pipeline trains one and shares it between methods). ``search(budgets)``
-is each method's own.
+``fit(supernet, train, heldout)`` trains the supernet through the `Trainer` with the method's
+`training_step` (by default the sandwich rule with in-place distillation, US-Nets §3, arXiv
+1903.05134), then prepares the scorer of archs on the held-out batches; ``attach(supernet,
+heldout)`` skips the training for a supernet trained already (the pipeline trains one and shares
+it between methods). ``search(budgets)`` is each method's own.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from slimnas.errors import ConfigError
 from slimnas.methods.result import Result
 from slimnas.methods.scoring import ArchScorer
 from slimnas.space.space import Space
-from slimnas.train import Trainer, checkpoint_dirs, sandwich_step
+from slimnas.train import StepFn, Trainer, checkpoint_dirs, sandwich_step
 
 
 class SupernetMethod:
@@ -72,13 +72,19 @@ class SupernetMethod:
         self.supernet = None
         self.scorer: ArchScorer | None = None
 
-    def fit(self, supernet, train: Any, heldout: Iterable) -> SupernetMethod:
-        """Train ``supernet`` on ``train`` (a `BatchLoader`) with the sandwich rule, then
-        `attach` it with ``heldout`` batches for scoring. Changes the supernet's weights."""
+    def training_step(self, supernet, train: Any, heldout: Sequence) -> StepFn:
+        """The step `fit` trains the supernet with: the sandwich rule. A method that trains its
+        supernet differently (Joslim chooses the archs) overrides this, not `fit`."""
         generator = torch.Generator().manual_seed(self.seed)
-        step = sandwich_step(
+        return sandwich_step(
             supernet, self.sandwich_n, generator, self.label_smoothing, self.distill
         )
+
+    def fit(self, supernet, train: Any, heldout: Iterable) -> SupernetMethod:
+        """Train ``supernet`` on ``train`` (a `BatchLoader`) with `training_step`, then
+        `attach` it with ``heldout`` batches for scoring. Changes the supernet's weights."""
+        heldout = list(heldout)
+        step = self.training_step(supernet, train, heldout)
         resume = self.run_dir is not None and bool(checkpoint_dirs(self.run_dir))
         trainer = Trainer(
             supernet,

@@ -15,6 +15,7 @@ from slimnas.cost.budget import Budget
 from slimnas.methods.autoslim import AutoSlim
 from slimnas.methods.base import SupernetMethod
 from slimnas.methods.baselines import evolution_search, random_search, uniform_search
+from slimnas.methods.joslim import Joslim
 from slimnas.methods.result import Result
 
 
@@ -78,6 +79,7 @@ class EvolutionSearch(SupernetMethod):
 
 METHODS: dict[str, type[SupernetMethod]] = {
     "autoslim": AutoSlim,
+    "joslim": Joslim,
     "uniform": UniformSearch,
     "random": RandomSearch,
     "evolution": EvolutionSearch,
