@@ -6,9 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
+from slimnas.cli import main
+from slimnas.io import load_tensors, save_tensors
+from slimnas.models import MODELS
 from slimnas.pipeline import Pipeline, budget_slug
-from tests.test_pipeline import tiny_config
+from slimnas.supernet import Supernet
+from tests.test_pipeline import tiny_config, write_toml
 
 CHANGES = {
     "space__depth": True,
@@ -22,8 +27,11 @@ CHANGES = {
 
 @pytest.fixture(scope="module")
 def tas_run(tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("tas") / "run"
-    Pipeline(tiny_config(run_dir, **CHANGES), progress=False).run()
+    folder = tmp_path_factory.mktemp("tas")
+    teacher = folder / "teacher.safetensors"  # an unpruned model's weights teach the retraining
+    save_tensors(MODELS["resnet20"](num_classes=10).state_dict(), teacher)
+    run_dir = folder / "run"
+    Pipeline(tiny_config(run_dir, retrain__teacher=str(teacher), **CHANGES), progress=False).run()
     return run_dir
 
 
@@ -49,4 +57,38 @@ def test_tas_searches_each_budget_and_its_archs_meet_it(tas_run: Path) -> None:
         for method in ("tas", "tas_width")
     }
     assert depths <= units["tas"] and not depths & units["tas_width"]
-    assert "tas_width" in (tas_run / "report.md").read_text()
+    report = (tas_run / "report.md").read_text()
+    assert "tas_width" in report and "](tas_search.png)" in report
+    assert (tas_run / "tas_search.png").read_bytes()[:4] == b"\x89PNG"
+    trace = results["tas"]["tas macs<=50%"]
+    assert [p["epoch"] for p in trace] == [0] and 0 < trace[0]["cost_argmax"]
+
+
+def test_retraining_distils_from_the_given_teacher(tas_run: Path) -> None:
+    metrics = tas_run / "models" / "tas" / budget_slug("macs<=50%") / "seed0" / "metrics.csv"
+    assert "loss_ce" in metrics.read_text().splitlines()[0]  # the KD step's own column
+    saved = tas_run.parent / "teacher.safetensors"
+    config = tiny_config(tas_run, retrain__teacher=str(saved), **CHANGES)
+    teacher = Pipeline(config, resume=True, progress=False)._teacher()
+    expected = load_tensors(saved)
+    assert not isinstance(teacher, Supernet)
+    assert all(torch.equal(t, expected[k]) for k, t in teacher.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    "teacher, words",
+    [
+        ("missing-dir", "neither a slimnas train run"),
+        ("wrong.safetensors", "does not hold resnet20"),
+    ],
+)
+def test_a_bad_teacher_is_refused_before_the_run_starts(tmp_path, capsys, teacher, words) -> None:
+    save_tensors({"weight": torch.zeros(2)}, tmp_path / "wrong.safetensors")
+    run_dir = tmp_path / "run"
+    toml = (
+        f'[retrain]\ndistill = true\nteacher = "{tmp_path / teacher}"\n[run]\ndir = "{run_dir}"\n'
+    )
+    assert main(["run", str(write_toml(tmp_path / "c.toml", toml))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err, err
+    assert not run_dir.exists()

@@ -8,6 +8,9 @@
     slimnas run CONFIG.toml      the whole pipeline: supernet, search, export, retrain, report
     slimnas search | export | evaluate | report CONFIG.toml
                                  the pipeline up to one stage (each reuses what is done)
+    slimnas latency-table CONFIG.toml
+                                 measure the latency table of the config's model on this
+                                 machine (reuses what a file holds already)
 
 User mistakes print one line and exit with status 2; nothing already written is damaged.
 """
@@ -355,6 +358,61 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_latency_table(args: argparse.Namespace) -> int:
+    from slimnas.config import PipelineConfig, load_config
+    from slimnas.cost.latency import check_target
+    from slimnas.cost.latency_build import build_latency_table
+    from slimnas.cost.latency_predict import predict_latency
+    from slimnas.cost.latency_table import LatencyTable
+    from slimnas.data.augment import normalize
+    from slimnas.pipeline import Pipeline
+
+    config = load_config(args.config, args.set, PipelineConfig)
+    options = config.search
+    out = args.out or options.latency_table
+    if out is None:
+        raise ConfigError("give the table file with --out FILE or search.latency_table")
+    runtime = args.runtime or options.latency_runtime
+    device = args.device or options.latency_device
+    threads = options.latency_threads if args.threads is None else args.threads
+    batch = options.latency_batch if args.batch is None else args.batch
+    if batch < 1 or args.rounds < 1 or args.repeats < 1:
+        raise ConfigError("--batch, --rounds and --repeats must be at least 1")
+    check_target(runtime, device, threads)
+    if Path(out).is_dir():
+        raise ConfigError(f"--out {out} is a directory; give a .json file")
+    LatencyTable.load(out, missing_ok=True)  # an existing file must be a table
+    data = load_training_data(config.data)
+    classes = config.model.num_classes or data.num_classes
+    config = replace(config, model=replace(config.model, num_classes=classes))
+    example = normalize(data.train[0][:1], data.mean, data.std)
+    model = Pipeline._model(config, config.supernet.seed)
+    space = Pipeline._space(config, model, example)
+    build = build_latency_table(
+        model,
+        space,
+        example,
+        out,
+        runtime=runtime,
+        device=device,
+        threads=threads,
+        batch=batch,
+        repeats=args.repeats,
+        rounds=args.rounds,
+        model_name=config.model.name,
+    )
+    calibration = build.calibration
+    largest = next(p for p in calibration["points"] if p["arch"] == "max")
+    predicted = predict_latency(space, space.max_arch(), build.target)
+    print(
+        f"latency table {out}: {build.target.describe()}; {build.measured} entries measured, "
+        f"{build.reused} reused; calibration overhead {calibration['overhead_ms']:.3f} ms, "
+        f"scale {calibration['scale']:.3f}; max arch {predicted:.3f} ms predicted, "
+        f"{largest['measured_ms']:.3f} ms measured"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slimnas", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -404,6 +462,30 @@ def build_parser() -> argparse.ArgumentParser:
         )
         command.add_argument("--resume", action="store_true", help="continue the run in run.dir")
         command.set_defaults(run=cmd_pipeline)
+
+    table = sub.add_parser(
+        "latency-table", help="measure the latency table of a run config's model on this machine"
+    )
+    table.add_argument("config", help="TOML file (see docs/pipeline.md)")
+    table.add_argument("--out", help="JSON table file (default: search.latency_table)")
+    table.add_argument(
+        "--runtime", choices=("torch", "onnxruntime"), help="default: search.latency_runtime"
+    )
+    table.add_argument("--device", choices=("cpu", "cuda"), help="default: search.latency_device")
+    table.add_argument("--threads", type=int, help="default: search.latency_threads")
+    table.add_argument("--batch", type=int, help="default: search.latency_batch")
+    table.add_argument("--repeats", type=int, default=20, help="timed calls per entry")
+    table.add_argument(
+        "--rounds", type=int, default=2, help="measurements per entry (lowest median kept)"
+    )
+    table.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value, e.g. --set space.min_ratio=0.5",
+    )
+    table.set_defaults(run=cmd_latency_table)
     return parser
 
 

@@ -380,7 +380,7 @@ class PipelineRunConfig(RunConfig):
 
 
 DEFAULT_METHODS = ("autoslim", "uniform", "random", "evolution")
-METHOD_NAMES = (*DEFAULT_METHODS, "tas", "tas_width")
+METHOD_NAMES = (*DEFAULT_METHODS, "tas", "tas_width", "joslim")
 
 
 @dataclass(frozen=True)
@@ -437,6 +437,9 @@ class SearchConfig(Section):
     population: int = _integer(32, 2, "evolution: population size")
     generations: int = _integer(10, 1, "evolution: generations")
     seed: int = _integer(0, 0, "seed of random and evolutionary search")
+    tas_epochs: int | None = _integer(
+        None, 1, "tas: search epochs (unset: supernet.epochs, with the [supernet] recipe)", True
+    )
     tas_tau_max: float = _number(10.0, "a positive number", _positive, "tas: first temperature")
     tas_tau_min: float = _number(0.1, "a positive number", _positive, "tas: last temperature")
     tas_tau_schedule: str = _choice(
@@ -449,6 +452,34 @@ class SearchConfig(Section):
         0.05, "a number in [0, 1)", lambda v: 0 <= v < 1, "tas: band below the budget"
     )
     tas_arch_lr: float = _number(1e-3, "a positive number", _positive, "tas: Adam lr of logits")
+    joslim_cost: str = _choice(
+        "macs", ("macs", "memory"), "joslim: the cost its GP models and fronts trade against loss"
+    )
+    joslim_visits: int = _integer(
+        200, 1, "joslim: archs chosen over its training when joslim_refit_every is unset"
+    )
+    joslim_refit_every: int | None = _integer(
+        None, 1, "joslim: steps between rounds of chosen archs (unset: from joslim_visits)", True
+    )
+    joslim_warmup: int = _integer(20, 0, "joslim: uniform-width archs before the GP models")
+    joslim_pool: int = _integer(1000, 2, "joslim: candidate archs per round")
+    joslim_refresh_images: int = _integer(
+        256, 1, "joslim: held-out images the visited archs are re-scored on every round"
+    )
+    latency_table: str | None = _text(
+        None,
+        "JSON latency table (built by `slimnas latency-table`) that latency_ms budgets are "
+        "predicted from",
+        optional=True,
+    )
+    latency_runtime: str = _choice(
+        "onnxruntime",
+        ("onnxruntime", "torch"),
+        "runtime of latency budgets and of the measured latency of the final models",
+    )
+    latency_device: str = _choice("cpu", ("cpu", "cuda"), "device latency is measured on")
+    latency_threads: int = _integer(1, 1, "threads latency is measured and predicted with")
+    latency_batch: int = _integer(1, 1, "batch size latency is measured and predicted at")
 
 
 @dataclass(frozen=True)
@@ -465,7 +496,13 @@ class RetrainConfig(RecipeConfig):
     init: str = _choice(
         "scratch", ("scratch", "inherit"), "initial weights: fresh, or the supernet's"
     )
-    distill: bool = _flag(False, "knowledge distillation from the supernet's max arch")
+    distill: bool = _flag(False, "knowledge distillation from the teacher")
+    teacher: str | None = _text(
+        None,
+        "distill: a `slimnas train` run directory or a .safetensors state dict of the unpruned "
+        "model (unset: the supernet's max arch)",
+        optional=True,
+    )
     kd_alpha: float = _number(0.9, "a number in [0, 1]", lambda v: 0 <= v <= 1, "KD weight")
     kd_temperature: float = _number(4.0, "a positive number", _positive, "KD temperature")
     bn_batches: int = _integer(
@@ -499,6 +536,11 @@ class PipelineConfig(_Document):
         if self.retrain.seed != 0:
             raise ConfigError(
                 "retrain.seed is not read by slimnas run; list the seeds in retrain.seeds"
+            )
+        if "joslim" in self.search.methods and self.supernet.sandwich_n < 3:
+            raise ConfigError(
+                "joslim trains the max, the min and at least one chosen arch per step: set "
+                f"supernet.sandwich_n >= 3 (got {self.supernet.sandwich_n}) or drop joslim"
             )
 
 

@@ -31,3 +31,7 @@ class CheckpointError(SlimnasError):
 
 class ExportError(SlimnasError):
     """An exported model could not be written or does not match its source."""
+
+
+class LatencyError(SlimnasError):
+    """Latency cannot be measured or predicted (missing runtime or device, unsupported layer)."""

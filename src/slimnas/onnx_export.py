@@ -8,8 +8,9 @@ file and never touches an existing one. `run_onnx` runs a file with onnxruntime 
 `verify_onnx` is the golden test: torch and onnxruntime, on the same input, must agree within
 ``atol``.
 
-The graph has one input named ``"input"`` and one output named ``"output"``; a model that returns
-several tensors is not supported. Models over 2 GB (ONNX external data) are not supported either.
+The graph has one input named ``"input"`` (several inputs, for the latency table's segments, are
+``"input"``, ``"input1"``, ...) and one output named ``"output"``; a model that returns several
+tensors is not supported. Models over 2 GB (ONNX external data) are not supported either.
 
 ``onnx`` and ``onnxruntime`` are optional (``pip install 'slimnas[onnx]'``) and imported lazily.
 """
@@ -81,7 +82,7 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
 
 def export_onnx(
     model: nn.Module,
-    example_input: torch.Tensor,
+    example_input: torch.Tensor | tuple[torch.Tensor, ...],
     path: str | Path,
     *,
     opset: int = 17,
@@ -92,8 +93,9 @@ def export_onnx(
     The model is traced in eval mode; its training flags are restored afterwards.
 
     Args:
-        model: The module to export; it takes one tensor and returns one tensor.
-        example_input: An input the model is traced with (on the model's device).
+        model: The module to export; it takes one tensor (or several) and returns one tensor.
+        example_input: An input the model is traced with (on the model's device); a tuple for a
+            model with several inputs, named ``input``, ``input1``, ``input2``, ...
         path: Where to write the ``.onnx`` file; an existing file is replaced only on success.
         opset: ONNX opset version.
         dynamic_batch: Make dimension 0 of the input and output symbolic ("batch").
@@ -111,7 +113,10 @@ def export_onnx(
     # A unique name in the target's own directory, so that os.replace is an atomic rename on the
     # same filesystem; created by the exporter itself, so it gets the usual umask permissions.
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    inputs = example_input if isinstance(example_input, tuple) else (example_input,)
+    input_names = [INPUT_NAME] + [f"{INPUT_NAME}{i}" for i in range(1, len(inputs))]
+    axes = {name: {0: "batch"} for name in [*input_names, OUTPUT_NAME]}
+    dynamic_axes = axes if dynamic_batch else None
     try:
         with _eval_mode(model), warnings.catch_warnings():
             # The TorchScript exporter is deprecated in favour of the dynamo one (needs onnxscript).
@@ -119,9 +124,9 @@ def export_onnx(
             try:
                 torch.onnx.export(
                     model,
-                    (example_input,),
+                    inputs,
                     str(tmp),
-                    input_names=[INPUT_NAME],
+                    input_names=input_names,
                     output_names=[OUTPUT_NAME],
                     opset_version=opset,
                     dynamic_axes=dynamic_axes,

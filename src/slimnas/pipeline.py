@@ -10,6 +10,10 @@ Layout of the run directory::
     supernet/                 Trainer checkpoints and metrics.csv of the supernet
     supernet/final/           the trained supernet (safetensors + JSON) and its held-out scores
     search/<method>.json      the method's results, one per budget (autoslim.state.json: resume)
+    search/joslim/            Joslim's own supernet: checkpoints, metrics.csv, final/ (the
+                              supernet and the step's state), front.json (held-out scores)
+    search/<method>.front.json
+                              with joslim: the fronts of joslim and random, tested (report)
     exports/<method>/<budget>/
                               each found arch as a plain model with the supernet's weights
                               (BatchNorm recalibrated): arch.json, model.safetensors, model.onnx
@@ -29,6 +33,7 @@ only score archs), and tested once, on the test split, after their last epoch.
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 import logging
@@ -42,18 +47,29 @@ import torch
 from torch import nn
 
 from slimnas.config import PipelineConfig
-from slimnas.cost.budget import Budget
+from slimnas.cost.budget import LATENCY, Budget
+from slimnas.cost.latency import check_target, measure_latency, onnxruntime_available
+from slimnas.cost.latency_table import LatencyTarget, load_latency_target
 from slimnas.cost.measured import module_macs, module_params
 from slimnas.cost.memory import peak_memory
 from slimnas.data.augment import normalize
 from slimnas.data.prepare import TrainingData, load_training_data, make_loader, resolve_device
 from slimnas.data.split import class_balanced_split
 from slimnas.errors import ConfigError, ExportError, SlimnasError
+from slimnas.fronts import (
+    FRONT_METHODS,
+    compare_fronts,
+    evaluate_archs,
+    explored_range,
+    scored_front,
+)
 from slimnas.io import atomic_write_text, load_tensors, save_tensors
 from slimnas.methods.autoslim import greedy_slim
 from slimnas.methods.baselines import evolution_search, random_search, uniform_search
+from slimnas.methods.joslim import Joslim, check_width_budgets, visited_archs
+from slimnas.methods.joslim_acquisition import botorch_modules
 from slimnas.methods.result import Result, arch_costs
-from slimnas.methods.scoring import ArchScorer
+from slimnas.methods.scoring import ArchScorer, Score
 from slimnas.methods.tas import TAS
 from slimnas.models.build import build_model
 from slimnas.run_dir import check_resumed_config
@@ -65,10 +81,12 @@ from slimnas.train import Trainer, checkpoint_dirs, distributed, evaluate, recal
 from slimnas.train.recipe import trainer_from_recipe
 from slimnas.train.slimmable import sandwich_step
 from slimnas.train.step import kd_step, plain_step
+from slimnas.train.trainer import METRICS_FILE
 
 log = logging.getLogger(__name__)
 
 STAGES = ("supernet", "search", "export", "retrain", "report")
+JOSLIM_STATE = "joslim_step.json"  # in search/joslim/final/, beside the supernet
 
 # Settings a resumed run may change: where it lives, where an invocation stops, which methods
 # and seeds it adds. Anything else that differs from the saved config is refused.
@@ -117,6 +135,8 @@ class Pipeline:
         self._prepared: Prepared | None = None
         self._supernet: Supernet | None = None
         self._calibration_batches: list | None = None
+        self._teacher_model: nn.Module | None = None
+        self._joslim_trained: tuple[Supernet, list[Arch]] | None = None
 
     # ------------------------------------------------------------------------------ prepare
     def prepare(self) -> Prepared:
@@ -162,9 +182,22 @@ class Pipeline:
         example = normalize(data.train[0][:1], data.mean, data.std)
         model = self._model(config, config.supernet.seed)
         space = self._space(config, model, example)
-        budgets = [Budget.parse(text, space) for text in config.search.budgets]
+        if config.retrain.teacher is not None:
+            state = load_teacher_state(Path(config.retrain.teacher))
+            try:
+                self._model(config, 0).load_state_dict(state)
+            except RuntimeError as err:
+                raise ConfigError(
+                    f"retrain.teacher {config.retrain.teacher} does not hold {config.model.name} "
+                    f"weights ({str(err).splitlines()[0]}); give the unpruned model's"
+                ) from None
+        latency = self._latency_target(config, space)
+        budgets = [Budget.parse(text, space, latency) for text in config.search.budgets]
         for budget in budgets:
             budget.check_feasible(space)
+        if "joslim" in config.search.methods:
+            check_width_budgets(space, budgets)
+            botorch_modules()  # a missing extra stops the run now, not after a supernet
         self.config = config
         if distributed.is_main():
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -198,6 +231,24 @@ class Pipeline:
         if not space.searchable:
             raise ConfigError(f"model {config.model.name} has no searchable unit; nothing to do")
         return space
+
+    @staticmethod
+    def _latency_target(config: PipelineConfig, space: Space) -> LatencyTarget | None:
+        """The latency table target that latency budgets predict with (search.latency_*),
+        checked to be of this machine and this model; None without a table."""
+        options = config.search
+        check_target(_latency_runtime(options), options.latency_device, options.latency_threads)
+        if options.latency_table is None:
+            return None
+        target = load_latency_target(
+            options.latency_table,
+            runtime=options.latency_runtime,
+            threads=options.latency_threads,
+            batch=options.latency_batch,
+            device=options.latency_device,
+        )
+        target.calibration(space)  # refuses a table built for another model
+        return target
 
     def _loader(self, split, batch_size: int, train: bool, seed: int = 0):
         p = self.prepare()
@@ -298,10 +349,11 @@ class Pipeline:
             scores[name] = {"accuracy": result.accuracy, "loss": result.loss}
         return scores
 
-    def _export_inherited(self, arch: Arch) -> nn.Module:
-        """``arch`` as a plain model with the supernet's weights and BatchNorm statistics
-        recalibrated for it; the supernet gets its max arch's statistics back."""
-        supernet = self.stage_supernet()
+    def _export_inherited(self, arch: Arch, method: str | None = None) -> nn.Module:
+        """``arch`` as a plain model with the weights of ``method``'s supernet (`_supernet_for`)
+        and BatchNorm statistics recalibrated for it; the supernet gets its max arch's
+        statistics back."""
+        supernet = self._supernet_for(method)
         recalibrate_bn(supernet, arch, self._calibration())
         model = supernet.export(arch)
         recalibrate_bn(supernet, supernet.max_arch(), self._calibration())
@@ -370,14 +422,7 @@ class Pipeline:
         if method == "uniform":
             return uniform_search(p.space, p.budgets, scorer)
         if method == "random":
-            return random_search(
-                p.space,
-                scorer,
-                p.budgets,
-                samples=options.random_samples,
-                seed=options.seed,
-                progress=self.progress,
-            )
+            return self._random_search(p, scorer, {})
         if method == "evolution":
             return evolution_search(
                 p.space,
@@ -390,6 +435,8 @@ class Pipeline:
             )
         if method in ("tas", "tas_width"):
             return [self._tas(method, budget) for budget in p.budgets]
+        if method == "joslim":
+            return self._joslim(p)
         raise ConfigError(f"unknown method {method!r}")  # the config checks names already
 
     def _tas(self, method: str, budget: Budget) -> Result:
@@ -400,6 +447,7 @@ class Pipeline:
         search's own weights."""
         p = self.prepare()
         options, recipe = p.config.search, p.config.supernet
+        recipe = replace(recipe, epochs=options.tas_epochs or recipe.epochs)
         out = self.run_dir / "search" / method / budget_slug(budget.text)
         if (out / "result.json").exists():
             return Result.from_dict(json.loads((out / "result.json").read_text()))
@@ -438,6 +486,104 @@ class Pipeline:
             atomic_write_text(out / "result.json", json.dumps(result.to_dict(), indent=1))
         return result
 
+    def _random_search(
+        self, p: Prepared, scorer: ArchScorer, scored: dict[Arch, Score]
+    ) -> list[Result]:
+        """Random search; every arch it scored goes into ``scored`` and
+        ``search/random.scored.json`` (the two-stage baseline's front, `_fronts`)."""
+        options = p.config.search
+        results = random_search(
+            p.space,
+            scorer,
+            p.budgets,
+            samples=options.random_samples,
+            seed=options.seed,
+            progress=self.progress,
+            scored=scored,
+        )
+        if distributed.is_main():
+            entries = [
+                {"arch": dict(a), "accuracy": s.accuracy, "loss": s.loss, "samples": s.samples}
+                for a, s in scored.items()
+            ]
+            atomic_write_text(self.run_dir / "search" / "random.scored.json", json.dumps(entries))
+        return results
+
+    def _joslim(self, p: Prepared) -> list[Result]:
+        """Joslim on its own supernet (`_joslim_supernet`): per budget, the arch of the Pareto
+        front of the widths its training visited that fits with the lowest held-out loss
+        (BatchNorm recalibrated). The front goes to ``search/joslim/front.json`` for `_fronts`."""
+        supernet, visited = self._joslim_supernet()
+        scorer = self._scorer(supernet, "recalibrate")
+        method = self._joslim_method()
+        method.attach(supernet, scorer.batches, scorer.calibration, visited=visited)
+        results = method.search(p.budgets)
+        if distributed.is_main():
+            front = [
+                {k: v for k, v in point.items() if k not in ("accuracy", "loss")}
+                | {"heldout_accuracy": point["accuracy"], "heldout_loss": point["loss"]}
+                for point in method.front()
+            ]
+            path = self.run_dir / "search" / "joslim" / "front.json"
+            atomic_write_text(path, json.dumps(front, indent=1))
+        return results
+
+    def _joslim_method(self) -> Joslim:
+        p = self.prepare()
+        options, recipe = p.config.search, p.config.supernet
+        return Joslim(
+            cost=options.joslim_cost,
+            refit_every=options.joslim_refit_every,
+            visits=options.joslim_visits,
+            warmup=options.joslim_warmup,
+            pool=options.joslim_pool,
+            epochs=recipe.epochs,
+            sandwich_n=recipe.sandwich_n,
+            distill=recipe.distill,
+            label_smoothing=recipe.label_smoothing,
+            seed=recipe.seed,
+            bn_batches=p.config.retrain.bn_batches,
+            progress=self.progress,
+        )
+
+    def _joslim_supernet(self) -> tuple[Supernet, list[Arch]]:
+        """Joslim's own supernet and the archs its training visited: a fresh copy of the model
+        (the sandwich-rule supernet's initial weights and data order) trained with the
+        ``[supernet]`` recipe on GP-chosen widths in ``search/joslim/``, resumable (the step's
+        state is in every checkpoint), then saved with the step's state in ``final/``."""
+        if self._joslim_trained is not None:
+            return self._joslim_trained
+        p = self.prepare()
+        recipe = p.config.supernet
+        out = self.run_dir / "search" / "joslim"
+        model = self._model(p.config, recipe.seed)
+        if (out / "final" / JOSLIM_STATE).exists():
+            supernet = Supernet.load(model, out / "final").to(p.device)
+            supernet.activate(supernet.max_arch())
+            state = json.loads((out / "final" / JOSLIM_STATE).read_text())
+            self._joslim_trained = supernet, visited_archs(state, p.space)
+            return self._joslim_trained
+        supernet = Supernet(model, p.space).to(p.device)
+        loader = self._loader(p.data.train, recipe.batch_size, train=True, seed=recipe.seed)
+        images, labels = p.data.heldout
+        count = min(p.config.search.joslim_refresh_images, len(labels))
+        refresh = list(self._loader((images[:count], labels[:count]), count, train=False))
+        step = self._joslim_method().training_step(supernet, loader, refresh)
+        trainer = self._trainer(supernet, loader, recipe, step, out)
+        self._announce("joslim supernet", trainer, f"new widths every {step.refit_every} steps")
+        if not self._fit(trainer, recipe.max_steps, "supernet.max_steps"):
+            raise StageStopped()
+        if distributed.is_main():
+            supernet.save(out / "final")
+            atomic_write_text(out / "final" / JOSLIM_STATE, json.dumps(step.state_dict()))
+        self._joslim_trained = supernet, list(step.archs)
+        return self._joslim_trained
+
+    def _supernet_for(self, method: str | None) -> Supernet:
+        """The supernet whose weights ``method``'s archs inherit (exports, ``init = "inherit"``,
+        fronts): Joslim's own; the shared sandwich-rule supernet for every other method."""
+        return self._joslim_supernet()[0] if method == "joslim" else self.stage_supernet()
+
     # ---------------------------------------------------------------------------- export
     def stage_export(self) -> list[Path]:
         """Each found arch as a plain model with the supernet's (recalibrated) weights, checked
@@ -451,7 +597,7 @@ class Pipeline:
                 written.append(out)
                 if (out / "model.safetensors").exists():
                     continue
-                model = self._export_inherited(result.arch)
+                model = self._export_inherited(result.arch, method)
                 self._check_budget(model, result, p)
                 if distributed.is_main():
                     atomic_write_text(out / "arch.json", result.arch.to_json())
@@ -478,15 +624,14 @@ class Pipeline:
         out = self.model_dir(method, result.budget, seed)
         if (out / "result.json").exists():
             return json.loads((out / "result.json").read_text())
-        supernet = self.stage_supernet()
         if recipe.init == "inherit":
-            model = self._export_inherited(result.arch)
+            model = self._export_inherited(result.arch, method)
         else:  # a freshly initialised model of the same kind, sliced to the arch
             model = Supernet(self._model(p.config, seed), p.space).export(result.arch)
         model.to(p.device)
         self._check_budget(model, result, p)
         if recipe.distill:
-            step = kd_step(supernet, recipe.kd_alpha, recipe.kd_temperature)
+            step = kd_step(self._teacher(), recipe.kd_alpha, recipe.kd_temperature)
         else:
             step = plain_step(recipe.label_smoothing)
         loader = self._loader(p.data.train, recipe.batch_size, train=True, seed=seed)
@@ -512,11 +657,48 @@ class Pipeline:
             "train_seconds": round(seconds, 1),  # of this invocation (not before a resume)
         }
         if distributed.is_main():
+            row.update(self._measured_latency(model, result))
             save_tensors(model.state_dict(), out / "model.safetensors")
             atomic_write_text(out / "arch.json", result.arch.to_json())
             self._write_onnx(model, out / "model.onnx", p)
             atomic_write_text(out / "result.json", json.dumps(row, indent=1))
         return row
+
+    def _measured_latency(self, model: nn.Module, result: Result) -> dict[str, Any]:
+        """The final model's measured latency (search.latency_* settings) and, under a latency
+        budget, its limit and the table's prediction."""
+        p = self.prepare()
+        options = p.config.search
+        shape = (options.latency_batch, *p.example.shape[1:])
+        runtime = _latency_runtime(options)
+        device, threads = options.latency_device, options.latency_threads
+        latency = measure_latency(model, shape, runtime=runtime, device=device, threads=threads)
+        columns = {
+            "latency_ms": latency.median_ms,
+            "latency_p10_ms": latency.p10_ms,
+            "latency_p90_ms": latency.p90_ms,
+            "latency_std_ms": latency.std_ms,
+            "latency_setting": f"{runtime}, {threads} thread(s), batch {latency.batch}, "
+            f"{latency.device_name}, median of {latency.repeats}",
+        }
+        budget = next((b for b in p.budgets if b.text == result.budget), None)
+        if budget is not None and budget.metric == LATENCY:
+            columns["latency_budget_ms"] = budget.limit
+            columns["predicted_latency_ms"] = budget.cost(p.space, result.arch)
+        return columns
+
+    def _teacher(self) -> nn.Module:
+        """The KD teacher of retraining: ``retrain.teacher`` (the unpruned model's weights), or
+        the supernet at its max arch."""
+        if self._teacher_model is None:
+            p = self.prepare()
+            path = p.config.retrain.teacher
+            if path is None:
+                return self.stage_supernet()
+            model = self._model(p.config, 0)
+            model.load_state_dict(load_teacher_state(Path(path)))
+            self._teacher_model = model.to(p.device)
+        return self._teacher_model
 
     @staticmethod
     def _check_budget(model: nn.Module, result: Result, p: Prepared) -> None:
@@ -569,6 +751,8 @@ class Pipeline:
             ],
             "supernet": self._supernet_scores(),
             "front": self._autoslim_front(),
+            "tas": self._tas_traces(),
+            "fronts": self._fronts(),
             "rows": rows,
         }
         if not distributed.is_main():
@@ -610,6 +794,80 @@ class Pipeline:
             return []
         return json.loads(path.read_text())[0]["info"].get("trajectory", [])
 
+    def _tas_traces(self) -> dict[str, list[dict[str, float]]]:
+        """Per TAS search (``"<method> <budget>"``), the epoch means of its metrics.csv."""
+        p = self.prepare()
+        traces = {}
+        for method in ("tas", "tas_width"):
+            if method not in p.config.search.methods:
+                continue
+            for budget in p.config.search.budgets:
+                path = self.run_dir / "search" / method / budget_slug(budget) / METRICS_FILE
+                if path.exists():
+                    traces[f"{method} {budget}"] = _epoch_means(
+                        path, ("tau", "acc", "cost_expected", "cost_argmax")
+                    )
+        return traces
+
+    def _fronts(self) -> dict[str, Any]:
+        """With joslim among the methods: its front and the two-stage baseline's (random search
+        on the sandwich-rule supernet), each arch tested with its own supernet's weights, as
+        `compare_fronts` sums them up; {} without joslim, a test split or a finished search."""
+        p = self.prepare()
+        done = [
+            m
+            for m in FRONT_METHODS
+            if m in p.config.search.methods and (self.run_dir / "search" / f"{m}.json").exists()
+        ]
+        if "joslim" not in done or not p.data.test:
+            return {}
+        cost = p.config.search.joslim_cost
+        fronts = {method: self._tested_front(method, cost) for method in done}
+        return compare_fronts(fronts, p.space, p.budgets, cost)
+
+    def _tested_front(self, method: str, cost: str) -> dict[str, Any]:
+        """``method``'s front (held-out loss vs ``cost``) with each arch's test top-1 after
+        BatchNorm recalibration (``points``) and the ``cost`` range of the archs it scored
+        (``explored``), from ``search/<method>.front.json`` or computed into it. The test set
+        only reports: the front was chosen on held-out data."""
+        path = self.run_dir / "search" / f"{method}.front.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        p = self.prepare()
+        if method == "joslim":
+            front = json.loads((self.run_dir / "search" / "joslim" / "front.json").read_text())
+            seen = [*self._joslim_supernet()[1], *(point["arch"] for point in front)]
+        else:
+            scored = self._random_scored()
+            front, seen = scored_front(p.space, scored, cost), list(scored)
+        test = list(self._loader(p.data.test, 500, train=False))
+        archs = [point["arch"] for point in front]
+        supernet = self._supernet_for(method)
+        found = evaluate_archs(supernet, archs, self._calibration(), test, self.progress)
+        points = [
+            point | {"test_accuracy": e.accuracy, "test_loss": e.loss}
+            for point, e in zip(front, found)
+        ]
+        tested = {"explored": explored_range(p.space, seen, cost), "points": points}
+        if distributed.is_main():
+            atomic_write_text(path, json.dumps(tested, indent=1))
+        log.info("%s front: %d archs tested", method, len(points))
+        return tested
+
+    def _random_scored(self) -> dict[Arch, Score]:
+        """Every arch random search scored, with its held-out score: from
+        ``search/random.scored.json``, or by searching again (same seed and weights: the same
+        archs and scores) for a run searched before the file was written."""
+        path = self.run_dir / "search" / "random.scored.json"
+        if path.exists():
+            return {
+                Arch(e["arch"]): Score(e["accuracy"], e["loss"], e["samples"])
+                for e in json.loads(path.read_text())
+            }
+        scored: dict[Arch, Score] = {}
+        self._random_search(self.prepare(), self._scorer(self.stage_supernet()), scored)
+        return scored
+
     def _supernet_scores(self) -> dict[str, Any] | None:
         path = self.run_dir / "supernet" / "final" / "scores.json"
         return json.loads(path.read_text()) if path.exists() else None
@@ -620,6 +878,14 @@ class StageStopped(SlimnasError):
 
     def __init__(self) -> None:
         super().__init__("stopped at max_steps; run again with --resume to continue")
+
+
+def _latency_runtime(options) -> str:
+    """search.latency_runtime, or torch when onnxruntime is missing and no table needs it."""
+    runtime = options.latency_runtime
+    if runtime == "onnxruntime" and not onnxruntime_available() and not options.latency_table:
+        return "torch"
+    return runtime
 
 
 def _describe_data(config: PipelineConfig, data: TrainingData) -> str:
@@ -642,6 +908,35 @@ def _recipe(config: PipelineConfig) -> dict[str, Any]:
         "space": f"divisor {config.space.divisor}, min ratio {config.space.min_ratio}, "
         f"steps {config.space.steps}, depth {config.space.depth}",
     }
+
+
+def _epoch_means(path: Path, columns: tuple[str, ...]) -> list[dict[str, float]]:
+    """Per epoch of a metrics.csv, the mean of each of ``columns``."""
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    means = []
+    for epoch, group in itertools.groupby(rows, key=lambda r: int(r["epoch"])):
+        group = list(group)
+        entry = {"epoch": epoch}
+        for column in columns:
+            entry[column] = sum(float(r[column]) for r in group) / len(group)
+        means.append(entry)
+    return means
+
+
+def load_teacher_state(path: Path) -> dict[str, torch.Tensor]:
+    """A model's state dict from a ``.safetensors`` file or the newest checkpoint of a
+    ``slimnas train`` run directory (never unpickled)."""
+    from slimnas.train.checkpoint import load_latest
+
+    if path.is_dir() and checkpoint_dirs(path):
+        return load_latest(path).state["model"]
+    if path.is_file() and path.suffix == ".safetensors":
+        return load_tensors(path)
+    raise ConfigError(
+        f"retrain.teacher {path} is neither a slimnas train run directory with checkpoints nor "
+        "a .safetensors file; point it at the unpruned model's weights"
+    )
 
 
 def load_exported(model_dir: str | Path) -> nn.Module:

@@ -218,3 +218,14 @@ def test_random_search_samples_searchable_depths():
     _assert_meets(results, [budget], space)
     depths = {a[u.name] for a in scorer.scored for u in space.depth_units()}
     assert len(depths) > 1
+
+
+def test_random_search_hands_back_every_scored_arch_without_changing_its_results(space, budgets):
+    plain = random_search(space, StageWeightedScorer(space), budgets, samples=8, progress=False)
+    scorer = StageWeightedScorer(space)
+    scored: dict = {}
+    results = random_search(space, scorer, budgets, samples=8, progress=False, scored=scored)
+    assert results == plain
+    assert list(scored) == list(dict.fromkeys(scorer.scored))  # every arch scored, once
+    assert all(scored[a] == Score(scorer.accuracy(a), 1 - scorer.accuracy(a), 100) for a in scored)
+    assert all(r.arch in scored for r in results)

@@ -9,6 +9,8 @@ import torch
 import slimnas
 from slimnas.cost.budget import Budget
 from slimnas.cost.counting import expected_macs, macs
+from slimnas.cost.latency_build import build_latency_table
+from slimnas.cost.latency_predict import expected_latency, predict_latency
 from slimnas.data import CIFAR10_MEAN, CIFAR10_STD, BatchLoader, load_builtin, normalize
 from slimnas.methods.scoring import ArchScorer
 from slimnas.methods.tas import (
@@ -16,6 +18,7 @@ from slimnas.methods.tas import (
     TASArch,
     cost_loss,
     derive,
+    expected_form,
     gumbel_pair,
     snap_to_grid,
     tas_depth_choices,
@@ -24,6 +27,7 @@ from slimnas.methods.tas import (
 )
 from slimnas.models import MODELS
 from slimnas.train import Trainer
+from tests.cost.test_latency import FAST, TinyNet, traced
 
 
 @pytest.fixture(scope="module")
@@ -250,6 +254,22 @@ def test_an_interrupted_search_resumes_to_the_same_logits_and_weights(space, tmp
 
 def test_a_budget_without_an_expected_form_is_refused(space) -> None:
     tas, supernet, train, arch_data, _ = new_search(space)
-    budget = Budget("latency_ms", 3.0, "latency_ms<=3")
-    with pytest.raises(slimnas.ConfigError, match="expected form"):
+    budget = Budget("latency_ms", 3.0, "latency_ms<=3")  # a latency budget without its table
+    with pytest.raises(slimnas.ConfigError, match="latency table"):
         tas.make_step(supernet, arch_data, budget, len(train))
+
+
+def test_a_latency_budget_searches_on_the_tables_expected_latency(tmp_path) -> None:
+    model, space, example = traced(TinyNet)  # a small residual net and a real torch table
+    table = tmp_path / "table.json"
+    target = build_latency_table(model, space, example, table, runtime="torch", **FAST).target
+    budget = Budget.parse("latency_ms<=60%", space, latency=target)
+    arch = TASArch(space, generator=torch.Generator().manual_seed(1)).double()
+    form = expected_form(budget)
+    assert float(form(space, arch.probs())) == pytest.approx(
+        float(expected_latency(space, arch.probs(), target))
+    )
+    form(space, arch.probs()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in arch.logits)
+    found, _ = derive(arch, budget)
+    assert predict_latency(space, found, target) <= budget.limit

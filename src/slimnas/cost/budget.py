@@ -2,17 +2,21 @@
 
 Metrics: ``macs`` and ``flops`` (= 2 × MACs) and ``params`` take plain suffixes K, M, G (10³, 10⁶,
 10⁹); ``memory`` (peak activation bytes at batch 1) takes B, KB, MB, GB (powers of 10) or KiB,
-MiB, GiB (powers of 2). Any metric takes ``%``, relative to the max arch of a given space
-(``macs<=50%``).
+MiB, GiB (powers of 2); ``latency_ms`` (milliseconds, optionally ``ms``) is predicted from a
+latency table target (`slimnas.cost.latency_table`), which the budget must be given, and may
+name the target's device (``latency_ms<=3.5@cpu``). Any metric takes ``%``, relative to the max
+arch of a given space (``macs<=50%``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from slimnas.cost.counting import flops, macs, params
+from slimnas.cost.latency_predict import predict_latency
+from slimnas.cost.latency_table import LatencyTarget
 from slimnas.cost.memory import peak_memory
 from slimnas.errors import BudgetError
 from slimnas.space.space import Space
@@ -35,14 +39,18 @@ _BYTE_SUFFIX = {
     "MIB": 2**20,
     "GIB": 2**30,
 }
+LATENCY = "latency_ms"  # the one metric that needs a latency table
 _PATTERN = re.compile(
-    r"^\s*([a-z_]+)\s*<=\s*([0-9]*\.?[0-9]+(?:e[+-]?\d+)?)\s*([a-z]*|%)\s*$", re.IGNORECASE
+    r"^\s*([a-z_]+)\s*<=\s*([0-9]*\.?[0-9]+(?:e[+-]?\d+)?)\s*([a-z]*|%)\s*(?:@\s*(\w+))?\s*$",
+    re.IGNORECASE,
 )
 
 
 def _human(metric: str, value: float) -> str:
     if metric == "memory":
         return f"{value / 1e6:.4g}MB"
+    if metric == LATENCY:
+        return f"{value:.4g} ms"
     for suffix, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if value >= scale:
             return f"{value / scale:.4g}{suffix}"
@@ -51,28 +59,39 @@ def _human(metric: str, value: float) -> str:
 
 @dataclass(frozen=True)
 class Budget:
-    """``metric <= limit``; ``text`` is the string it was parsed from."""
+    """``metric <= limit``; ``text`` is the string it was parsed from; ``latency`` is the latency
+    table target a ``latency_ms`` budget predicts with."""
 
     metric: str
     limit: float
     text: str
+    latency: LatencyTarget | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def parse(cls, text: str, space: Space | None = None) -> Budget:
-        """Read ``text``; a ``%`` limit (``macs<=50%``) is relative to ``space``'s max arch."""
+    def parse(
+        cls, text: str, space: Space | None = None, latency: LatencyTarget | None = None
+    ) -> Budget:
+        """Read ``text``; a ``%`` limit (``macs<=50%``) is relative to ``space``'s max arch, and
+        a ``latency_ms`` budget predicts with the table target ``latency``."""
         match = _PATTERN.match(text) if isinstance(text, str) else None
         if not match:
             raise BudgetError(
                 f"cannot read budget {text!r}; write it like 'macs<=20M', "
-                "'params<=0.3M' or 'memory<=1.5MB'"
+                "'params<=0.3M', 'memory<=1.5MB' or 'latency_ms<=3.5'"
             )
         metric, number, suffix = match.group(1).lower(), float(match.group(2)), match.group(3)
-        if metric not in COSTS:
+        if metric not in COSTS and metric != LATENCY:
             raise BudgetError(
-                f"budget {text!r} names unknown metric {metric!r}; known: {', '.join(COSTS)}"
+                f"budget {text!r} names unknown metric {metric!r}; known: "
+                f"{', '.join([*COSTS, LATENCY])}"
             )
         if number <= 0:
             raise BudgetError(f"budget {text!r} must be positive")
+        if metric == LATENCY:
+            _check_latency(text, latency, match.group(4))
+        elif match.group(4):
+            raise BudgetError(f"budget {text!r}: only latency_ms budgets name a device (@...)")
+        budget = cls(metric, 0.0, text.strip(), latency)
         if suffix == "%":
             if space is None:
                 raise BudgetError(
@@ -81,17 +100,24 @@ class Budget:
                 )
             if number > 100:
                 raise BudgetError(f"budget {text!r} is above 100 % of the max arch")
-            return cls(metric, number / 100 * COSTS[metric](space, space.max_arch()), text.strip())
-        table = _BYTE_SUFFIX if metric == "memory" else _COUNT_SUFFIX
+            limit = number / 100 * budget.cost(space, space.max_arch())
+            return cls(metric, limit, text.strip(), latency)
+        if metric == LATENCY:
+            table = {"": 1, "MS": 1}
+        else:
+            table = _BYTE_SUFFIX if metric == "memory" else _COUNT_SUFFIX
         scale = table.get(suffix.upper())
         if scale is None:
             raise BudgetError(
                 f"budget {text!r} has unknown unit {suffix!r}; use one of "
                 f"{', '.join(k for k in table if k)} (or % of the max arch)"
             )
-        return cls(metric, number * scale, text.strip())
+        return cls(metric, number * scale, text.strip(), latency)
 
     def cost(self, space: Space, arch: Mapping[str, Choice_]) -> float:
+        if self.metric == LATENCY:
+            _check_latency(self.text, self.latency, None)
+            return predict_latency(space, arch, self.latency)
         return COSTS[self.metric](space, arch)
 
     def fits(self, space: Space, arch: Mapping[str, Choice_]) -> bool:
@@ -120,9 +146,25 @@ class Budget:
             )
 
 
-def parse_budgets(texts: list[str] | str, space: Space | None = None) -> list[Budget]:
-    """Parse one budget string or a list of them (``%`` limits relative to ``space``)."""
-    return [Budget.parse(t, space) for t in ([texts] if isinstance(texts, str) else texts)]
+def _check_latency(text: str, latency: LatencyTarget | None, device: str | None) -> None:
+    if latency is None:
+        raise BudgetError(
+            f"budget {text!r} needs a latency table: set search.latency_table in the config "
+            "(build one with `slimnas latency-table CONFIG`), or pass latency= to Budget.parse"
+        )
+    if device is not None and device.lower() != latency.device:
+        raise BudgetError(
+            f"budget {text!r} is for device {device!r} but the latency table target is "
+            f"{latency.describe()}; set search.latency_device = {device.lower()!r}"
+        )
 
 
-__all__ = ["Budget", "COSTS", "parse_budgets"]
+def parse_budgets(
+    texts: list[str] | str, space: Space | None = None, latency: LatencyTarget | None = None
+) -> list[Budget]:
+    """Parse one budget string or a list of them (``%`` limits relative to ``space``, latency
+    budgets predicted with the table target ``latency``)."""
+    return [Budget.parse(t, space, latency) for t in ([texts] if isinstance(texts, str) else texts)]
+
+
+__all__ = ["COSTS", "LATENCY", "Budget", "parse_budgets"]

@@ -208,6 +208,7 @@ def random_search(
     samples: int = 100,
     seed: int = 0,
     progress: bool = True,
+    scored: dict[Arch, Score] | None = None,
 ) -> list[Result]:
     """The best of ``samples`` distinct `BudgetSampler` archs per budget.
 
@@ -222,6 +223,8 @@ def random_search(
         samples: distinct archs scored per budget (fewer if the space has fewer that fit).
         seed: seed of the sampling.
         progress: show a progress bar (only when stderr is a terminal, on rank 0).
+        scored: when given, every scored arch and its score are added to it (e.g. for the
+            Pareto front of everything the search saw); the results are the same either way.
 
     Returns:
         One result per budget: the highest accuracy (ties: lowest loss). ``info["samples"]`` is
@@ -247,6 +250,8 @@ def random_search(
         info = {"samples": len(group), "evaluations": len(cache)}
         results.append(Result.of("random", budget, space, best, cache[best], **info))
         log.info("random search %s: accuracy %.4f", budget.text, cache[best].accuracy)
+    if scored is not None:
+        scored.update(cache)
     return results
 
 

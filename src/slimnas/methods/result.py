@@ -24,7 +24,8 @@ class Result:
         method: the method that found it (``"autoslim"``, ``"uniform"``, ...).
         budget: the budget text it was searched for (``"macs<=20M"``).
         arch: the architecture.
-        costs: its analytic costs (``macs``, ``flops``, ``params``, ``memory``).
+        costs: its analytic costs (``macs``, ``flops``, ``params``, ``memory``; and
+            ``predicted_latency_ms`` under a latency budget).
         accuracy: held-out top-1 with the supernet's inherited weights, None when not scored.
         loss: held-out cross-entropy likewise.
         info: method-specific facts (iterations, ratio, evaluations), JSON-able.
@@ -48,13 +49,17 @@ class Result:
         score: Any = None,
         **info: Any,
     ) -> Result:
-        """A result with costs counted on ``space``; ``score`` has ``accuracy`` and ``loss``."""
+        """A result with costs counted on ``space`` (and the predicted latency, for a latency
+        budget); ``score`` has ``accuracy`` and ``loss``."""
         arch = space.validate(arch)
+        costs = arch_costs(space, arch)
+        if budget.latency is not None:
+            costs["predicted_latency_ms"] = budget.cost(space, arch)
         return cls(
             method,
             budget.text,
             arch,
-            arch_costs(space, arch),
+            costs,
             None if score is None else score.accuracy,
             None if score is None else score.loss,
             dict(info),

@@ -44,8 +44,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from slimnas.cost.budget import Budget
+from slimnas.cost.budget import LATENCY, Budget
 from slimnas.cost.counting import expected_macs, expected_params
+from slimnas.cost.latency_predict import expected_latency
 from slimnas.cost.memory import expected_peak_memory
 from slimnas.errors import ConfigError
 from slimnas.methods.result import Result
@@ -67,6 +68,20 @@ EXPECTED: dict[str, Callable[..., torch.Tensor]] = {
     "params": expected_params,
     "memory": expected_peak_memory,
 }
+
+
+def expected_form(budget: Budget) -> Callable[..., torch.Tensor]:
+    """The expected cost a TAS search of ``budget`` minimises: `EXPECTED`, or, for a latency
+    budget with its table, `expected_latency` (the table's sums, differentiable)."""
+    if budget.metric == LATENCY and budget.latency is not None:
+        target = budget.latency
+        return lambda space, probs, base=None: expected_latency(space, probs, target, base)
+    if budget.metric not in EXPECTED:
+        raise ConfigError(
+            f"TAS needs an expected form of {budget.metric}: {', '.join(EXPECTED)}, or "
+            f"{LATENCY} with a latency table (search.latency_table)"
+        )
+    return EXPECTED[budget.metric]
 
 
 # ----------------------------------------------------------------------------- candidates
@@ -273,7 +288,7 @@ class TASStep:
         tau_max, tau_min, tau_schedule: the temperature schedule (`tau_at`).
         arch_lr, arch_weight_decay: Adam of the architecture step.
         generator: Gumbel noise and candidate draws; saved in checkpoints.
-        expected_cost: the expected form of the budget's cost; default `EXPECTED[metric]`.
+        expected_cost: the expected form of the budget's cost; default `expected_form`.
 
     Metrics: ``tau``, ``acc`` (weight batch), ``arch_loss``, ``arch_acc``, ``cost_expected`` and
     ``cost_argmax`` as fractions of the budget.
@@ -298,11 +313,7 @@ class TASStep:
         generator: torch.Generator | None = None,
         expected_cost: Callable[..., torch.Tensor] | None = None,
     ):
-        if expected_cost is None and budget.metric not in EXPECTED:
-            raise ConfigError(
-                f"TAS needs an expected form of {budget.metric}; budgets it takes: "
-                f"{', '.join(EXPECTED)}"
-            )
+        expected_cost = expected_cost or expected_form(budget)
         tau_at(0, epochs, tau_max, tau_min, tau_schedule)  # an unknown schedule fails now
         self.supernet = supernet
         self.arch = arch_params
@@ -314,7 +325,7 @@ class TASStep:
         self.tolerance = tolerance
         self.tau_options = (tau_max, tau_min, tau_schedule)
         self.generator = generator if generator is not None else torch.Generator()
-        self.expected_cost = expected_cost or EXPECTED[budget.metric]
+        self.expected_cost = expected_cost
         # β1 = 0.5, β2 = 0.999, weight decay 1e-3: the authors' architecture optimiser.
         self.optimizer = torch.optim.Adam(
             arch_params.parameters(), lr=arch_lr, betas=(0.5, 0.999), weight_decay=arch_weight_decay
@@ -534,9 +545,8 @@ class TAS:
         arch, steps = derive(self.arch_params, budget)
         argmax = self.arch_params.argmax()
         with torch.no_grad():
-            expected = float(
-                EXPECTED.get(budget.metric, expected_macs)(space, self.arch_params.probs())
-            )
+            expected_cost = self._step.expected_cost if self._step else expected_form(budget)
+            expected = float(expected_cost(space, self.arch_params.probs()))
         info = {
             "depth": self.depth,
             "probabilities": self.arch_params.table(),
@@ -558,6 +568,7 @@ __all__ = [
     "TAS_RATIOS",
     "cost_loss",
     "derive",
+    "expected_form",
     "gumbel_pair",
     "gumbel_probs",
     "snap_to_grid",

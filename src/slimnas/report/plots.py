@@ -35,6 +35,7 @@ _FIXED_COLORS = {
     "evolution": "#9467bd",
 }
 _SPARE_COLORS = ("#e377c2", "#bcbd22", "#17becf", "#7f7f7f", "#aec7e8", "#ffbb78")
+_FRONT_AXES = {"macs": ("MACs (M)", 1e6), "memory": ("Peak activation memory (MB)", 1e6)}
 _COST_AXES = {
     "macs": ("MACs", "MACs (M)", 1e6),
     "params": ("parameters", "Parameters (M)", 1e6),
@@ -86,7 +87,8 @@ def plot_accuracy_vs_cost(
     path: str | Path,
     colors: Mapping[str, str],
 ) -> Path | None:
-    """Test top-1 (mean, std error bars) against one cost, one line per method sorted by cost.
+    """Test top-1 (mean, std error bars) against one cost, one line per method sorted by cost;
+    measured latency with its 10–90 % band as horizontal bars.
 
     Args:
         summaries: `summarize` entries of every budget.
@@ -98,22 +100,28 @@ def plot_accuracy_vs_cost(
         ``path``, or None when no summary has both a test accuracy and this cost (nothing drawn).
     """
     name, label, scale = _COST_AXES[cost]
-    series: dict[str, list[tuple[float, float, float]]] = {}
+    series: dict[str, list[tuple[float, ...]]] = {}
     for s in summaries:
         if s["test_mean"] is None or s.get(cost) is None:
             continue
-        point = (s[cost] / scale, 100 * s["test_mean"], 100 * (s["test_std"] or 0.0))
+        x = s[cost] / scale
+        # Measured latency carries its 10-90 % band as horizontal bars.
+        low = s.get("latency_p10_ms") if cost == "latency_ms" else None
+        high = s.get("latency_p90_ms") if cost == "latency_ms" else None
+        band = (x - low, high - x) if low is not None and high is not None else (0.0, 0.0)
+        point = (x, 100 * s["test_mean"], 100 * (s["test_std"] or 0.0), *band)
         series.setdefault(s["method"], []).append(point)
     if not series:
         return None
     figure = _new_figure(6.4, 4.2)
     axes = figure.add_subplot()
     for method in sorted(series, key=method_key):
-        xs, ys, errors = zip(*sorted(series[method]))
+        xs, ys, errors, below, above = zip(*sorted(series[method]))
         axes.errorbar(
             xs,
             ys,
             yerr=errors,
+            xerr=[below, above] if any(below) or any(above) else None,
             label=method,
             color=colors[method],
             linestyle=_linestyle(method),
@@ -253,4 +261,111 @@ def plot_channels(
     return _save(figure, Path(path))
 
 
-__all__ = ["matplotlib_available", "method_colors", "plot_accuracy_vs_cost", "plot_channels"]
+def plot_tas_search(traces: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path):
+    """TAS searches epoch by epoch: the argmax arch's cost and the expected cost as fractions of
+    the budget (left; the cost loss rests inside [1 − t, 1]), the weight batches' top-1 in soft
+    mode and the temperature τ (right).
+
+    Args:
+        traces: ``"<method> <budget>"`` → per-epoch ``{"epoch", "tau", "acc", "cost_expected",
+            "cost_argmax"}`` (epoch means of the search's metrics.csv).
+        path: where to write the PNG.
+    """
+    traces = {name: list(points) for name, points in traces.items() if points}
+    if not traces:
+        return None
+    figure = _new_figure(10.0, 3.8)
+    cost_axes, acc_axes = figure.subplots(1, 2)
+    tau_axes = acc_axes.twinx()
+    for i, (name, points) in enumerate(sorted(traces.items())):
+        color = _SPARE_COLORS[i % len(_SPARE_COLORS)] if i else _FIXED_COLORS["tas"]
+        epochs = [p["epoch"] + 1 for p in points]
+        cost_axes.plot(epochs, [p["cost_argmax"] for p in points], color=color, label=name)
+        cost_axes.plot(
+            epochs, [p["cost_expected"] for p in points], color=color, linestyle=":", alpha=0.8
+        )
+        acc_axes.plot(epochs, [100 * p["acc"] for p in points], color=color, label=name)
+        if i == 0:
+            tau_axes.plot(epochs, [p["tau"] for p in points], color="#999999", linestyle="--")
+    cost_axes.axhline(1.0, color="#555555", linewidth=0.8)
+    cost_axes.set_xlabel("Search epoch")
+    cost_axes.set_ylabel("Cost / budget (solid: argmax, dotted: expected)")
+    cost_axes.grid(alpha=0.3)
+    cost_axes.legend(frameon=False, fontsize=8)
+    acc_axes.set_xlabel("Search epoch")
+    acc_axes.set_ylabel("Weight batches' top-1, soft mode (%)")
+    tau_axes.set_ylabel("τ (dashed)")
+    acc_axes.grid(alpha=0.3)
+    figure.suptitle("TAS searches")
+    return _save(figure, Path(path))
+
+
+def plot_fronts(fronts: Mapping[str, Any], path: str | Path, colors: Mapping[str, str]):
+    """Slimmable fronts compared without retraining: per method, the test top-1 of its front
+    archs against their cost (hollow markers) and the step curve the area is taken of (what a
+    budget picks, `slimnas.fronts.pick_curve`); the common cost range shaded, the budgets on
+    the front's cost as dotted lines.
+
+    Args:
+        fronts: ``results.json["fronts"]`` (`slimnas.fronts.compare_fronts`).
+        path: where to write the PNG.
+        colors: method → colour, from `method_colors`.
+
+    Returns:
+        ``path``, or None when no front has a point.
+    """
+    cost = fronts.get("cost", "macs")
+    label, scale = _FRONT_AXES.get(cost, (cost, 1.0))
+    methods = {m: v for m, v in (fronts.get("methods") or {}).items() if v.get("curve")}
+    if not methods:
+        return None
+    figure = _new_figure(6.4, 4.2)
+    axes = figure.add_subplot()
+    for method in sorted(methods, key=method_key):
+        color = colors.get(method, _SPARE_COLORS[0])
+        points = methods[method]["points"]
+        axes.scatter(
+            [p[cost] / scale for p in points],
+            [100 * p["test_accuracy"] for p in points],
+            s=14,
+            facecolors="none",
+            edgecolors=color,
+            linewidths=0.8,
+        )
+        xs, ys = (
+            list(v) for v in zip(*((c / scale, 100 * a) for c, a in methods[method]["curve"]))
+        )
+        axes.scatter(xs, ys, s=16, color=color)
+        explored = methods[method].get("explored")
+        if explored and explored[1] / scale > xs[-1]:  # flat up to the costliest arch it saw
+            xs, ys = [*xs, explored[1] / scale], [*ys, ys[-1]]
+        axes.plot(
+            xs,
+            ys,
+            drawstyle="steps-post",
+            color=color,
+            linestyle=_linestyle(method),
+            linewidth=1.5,
+            label=f"{method} ({len(points)} front archs)",
+        )
+    if fronts.get("range"):
+        low, high = fronts["range"]
+        axes.axvspan(low / scale, high / scale, color="#999999", alpha=0.12, label="common range")
+    for limit in (fronts.get("limits") or {}).values():
+        axes.axvline(limit / scale, color="#555555", linestyle=":", linewidth=0.8)
+    axes.set_xlabel(label)
+    axes.set_ylabel("Test top-1, inherited weights (%)")
+    axes.set_title("Slimmable fronts, no retraining")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right", frameon=False, fontsize=8)
+    return _save(figure, Path(path))
+
+
+__all__ = [
+    "matplotlib_available",
+    "method_colors",
+    "plot_accuracy_vs_cost",
+    "plot_channels",
+    "plot_fronts",
+    "plot_tas_search",
+]

@@ -17,6 +17,7 @@ from typing import Any
 from slimnas.errors import ConfigError
 from slimnas.io import atomic_write_text
 from slimnas.report import plots
+from slimnas.report.fronts import fronts_section
 from slimnas.report.tables import (
     DASH,
     budget_table,
@@ -43,6 +44,14 @@ _STATISTICS = (
     "supernet, before retraining. **Δ vs uniform** is the difference of test means to uniform "
     "width at the same budget, in percentage points. Costs are counted on the exported model "
     "(peak memory: activations at batch 1)."
+)
+
+_LATENCY_NOTE = (
+    "**Latency** is measured on each final (exported) model with {setting} timed calls, after "
+    "warm-up; tables show the median and the 10th–90th percentile band. Under a latency budget, "
+    "**Predicted** is the latency table's prediction that the search held to the budget, and "
+    "**Measured vs budget** the measured median minus the limit, its share of the limit, and "
+    "whether it meets the limit (or does within the measured spread)."
 )
 
 
@@ -117,6 +126,7 @@ def _figures(
     units: Sequence[Mapping[str, Any]],
     out_dir: Path,
     front: Sequence[Mapping[str, Any]] = (),
+    tas: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> list[tuple[str, str]]:
     """Draw every figure that has data; returns (caption, file name) pairs."""
     colors = plots.method_colors(s["method"] for s in summaries)
@@ -135,6 +145,10 @@ def _figures(
         drawn.append(
             ("Held-out accuracy of the searched archs, inherited weights", "search_front.png")
         )
+    if tas and plots.plot_tas_search(tas, out_dir / "tas_search.png"):
+        drawn.append(
+            ("TAS searches: cost of the argmax arch and training accuracy", "tas_search.png")
+        )
     return drawn
 
 
@@ -146,9 +160,10 @@ def render_report(results: Mapping[str, Any], out_dir: str | Path) -> str:
     parts = [f"# {title}", _summary_paragraph(results, rows)]
     if results.get("recipe"):
         parts += ["## Recipe", recipe_table(results["recipe"])]
+    fronts = fronts_section(results.get("fronts"), out_dir)
     if not rows:
         parts += ["## Results", "No results yet: the run has not produced any final models."]
-        return "\n\n".join(parts) + "\n"
+        return "\n\n".join(parts + fronts) + "\n"
 
     summaries = summarize(rows)
     budgets = list(dict.fromkeys(s["budget"] for s in summaries))
@@ -161,13 +176,19 @@ def render_report(results: Mapping[str, Any], out_dir: str | Path) -> str:
             f"> Retraining is pending for {pending} of {len(rows)} models: their test accuracy "
             f"shows as {DASH} and they are left out of the accuracy figures."
         )
+    setting = next((s["latency_setting"] for s in summaries if s.get("latency_setting")), None)
+    if show_latency:
+        parts.append(_LATENCY_NOTE.format(setting=setting or "the configured runtime"))
     for budget in budgets:
         group = [s for s in summaries if s["budget"] == budget]
         parts += [f"### Budget `{budget}`", budget_table(group, max_costs, show_latency)]
+    parts += fronts
 
     parts.append("## Figures")
     if plots.matplotlib_available():
-        figures = _figures(summaries, results.get("units") or [], out_dir, results.get("front"))
+        figures = _figures(
+            summaries, results.get("units") or [], out_dir, results.get("front"), results.get("tas")
+        )
         parts += [f"![{caption}]({name})" for caption, name in figures] or ["No figure has data."]
     else:
         parts.append(NO_MATPLOTLIB_NOTE)

@@ -23,6 +23,8 @@ METHOD_ORDER = ("autoslim", "joslim", "tas", "proxyless", "uniform", "random", "
 REFERENCE_METHOD = "uniform"
 DASH = "—"
 _COSTS = ("macs", "params", "memory", "latency_ms")
+# Measured latency's spread, and under a latency budget its limit and the table's prediction.
+_LATENCY = ("latency_p10_ms", "latency_p90_ms", "latency_budget_ms", "predicted_latency_ms")
 
 
 def method_key(method: str) -> tuple[int, str]:
@@ -73,8 +75,11 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         order within each, with keys ``method``, ``budget``, ``seeds`` (sorted), ``n`` (models),
         ``test_n`` (models with a test accuracy), ``test_mean`` and ``test_std`` (fractions, None
         when missing), ``pending`` (models not retrained yet), ``search_accuracy`` (mean),
-        ``macs``, ``params``, ``memory``, ``latency_ms`` (means, None when absent), ``arch`` (the
-        lowest seed's) and ``same_arch`` (whether every seed found that arch).
+        ``macs``, ``params``, ``memory``, ``latency_ms`` (means, None when absent), the measured
+        latency's ``latency_p10_ms`` and ``latency_p90_ms``, under a latency budget its
+        ``latency_budget_ms`` and ``predicted_latency_ms`` (means, None when absent),
+        ``latency_setting`` (how latency was measured), ``arch`` (the lowest seed's) and
+        ``same_arch`` (whether every seed found that arch).
     """
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for row in rows:
@@ -99,7 +104,10 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "test_std": test_std,
                 "pending": len(group) - len(tests),
                 "search_accuracy": _mean_of(group, "search_accuracy"),
-                **{cost: _mean_of(group, cost) for cost in _COSTS},
+                **{cost: _mean_of(group, cost) for cost in _COSTS + _LATENCY},
+                "latency_setting": next(
+                    (r["latency_setting"] for r in group if r.get("latency_setting")), None
+                ),
                 "arch": arch,
                 "same_arch": all(dict(r.get("arch") or {}) == arch for r in group),
             }
@@ -166,7 +174,9 @@ def budget_table(
     """
     reference = next((s for s in summaries if s["method"] == REFERENCE_METHOD), None)
     header = ["Method", "MACs (M)", "% of max MACs", "Params (M)", "Peak memory (MB)"]
-    header += ["Latency (ms)"] * show_latency
+    header += ["Latency (ms) [p10–p90]"] * show_latency
+    against = show_latency and any(s.get("latency_budget_ms") is not None for s in summaries)
+    header += ["Predicted (ms)", "Measured vs budget (ms)"] * against
     header += ["Search acc. (%, inherited)", "Test top-1 (%), mean ± std (n)"]
     header += [f"Δ vs {REFERENCE_METHOD} (points)"] * (reference is not None)
     max_macs = max_costs.get("macs")
@@ -180,7 +190,9 @@ def budget_table(
         row = [s["method"] + mark, _number(s["macs"], 1e6), share, _number(s["params"], 1e6)]
         row.append(_number(s["memory"], 1e6))
         if show_latency:
-            row.append(_number(s["latency_ms"], 1, digits=2))
+            row.append(_latency_cell(s))
+        if against:
+            row += [_number(s.get("predicted_latency_ms"), 1, digits=2), budget_distance(s)]
         search = s["search_accuracy"]
         row.append(DASH if search is None else f"{100 * search:.2f}")
         row.append(format_accuracy(s["test_mean"], s["test_std"], s["test_n"]))
@@ -193,6 +205,31 @@ def budget_table(
     if differing:
         table += "\n\n† seeds found different archs; costs are means over seeds."
     return table
+
+
+def _latency_cell(s: Mapping[str, Any]) -> str:
+    """``"2.31 [2.20–2.45]"``: the median and, when known, the 10–90 % band."""
+    cell = _number(s["latency_ms"], 1, digits=2)
+    low, high = s.get("latency_p10_ms"), s.get("latency_p90_ms")
+    if s["latency_ms"] is not None and low is not None and high is not None:
+        cell += f" [{low:.2f}–{high:.2f}]"
+    return cell
+
+
+def budget_distance(s: Mapping[str, Any]) -> str:
+    """How far the measured latency is from a latency budget: ``"-0.42 (88 %), meets"``; "within
+    spread" when the median is over the limit but the 10th percentile is not, else "over"."""
+    measured, limit = s.get("latency_ms"), s.get("latency_budget_ms")
+    if measured is None or limit is None:
+        return DASH
+    low = s.get("latency_p10_ms")
+    if measured <= limit:
+        verdict = "meets"
+    elif low is not None and low <= limit:
+        verdict = "within spread"
+    else:
+        verdict = "over"
+    return f"{measured - limit:+.2f} ({100 * measured / limit:.0f} %), {verdict}"
 
 
 def channel_units(units: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -227,6 +264,7 @@ def channels_table(
 __all__ = [
     "METHOD_ORDER",
     "REFERENCE_METHOD",
+    "budget_distance",
     "budget_table",
     "channel_units",
     "channels_table",

@@ -112,12 +112,11 @@ class Arch(Mapping[str, Choice_]):
 
     def __init__(self, choices: Mapping[str, Choice_] | None = None):
         object.__setattr__(self, "_items", tuple(sorted((choices or {}).items())))
+        # Not a field: a lookup table, so that costs asked thousands of times read choices in O(1).
+        object.__setattr__(self, "_lookup", dict(self._items))
 
     def __getitem__(self, name: str) -> Choice_:
-        for key, value in self._items:
-            if key == name:
-                return value
-        raise KeyError(name)
+        return self._lookup[name]
 
     def __iter__(self) -> Iterator[str]:
         return (key for key, _ in self._items)

@@ -1,0 +1,326 @@
+"""`measure_latency`: wall-clock time of one forward pass, measured the way deployment runs it.
+
+Runtimes: torch eager (CPU or CUDA) and onnxruntime (CPU, on the model exported with
+`slimnas.onnx_export.export_onnx`). Every measurement pins its thread count (torch's intra-op
+threads, or onnxruntime's ``intra_op_num_threads`` with one inter-op thread) and restores torch's
+afterwards, runs ``warmup`` untimed calls, then ``repeats`` timed ones, and reports the median
+with its spread (10th and 90th percentiles, standard deviation, minimum). On CUDA each call is
+timed with CUDA events after a synchronisation: the ProxylessNAS code timed GPU calls with
+``time.time()`` and no synchronisation, which measures the launch, not the work (pitfall 9 of
+docs/papers). The model runs in eval mode under ``torch.no_grad()``; its training flags are
+restored.
+
+Torch on the CPU gets its tensors from ``malloc``. With glibc's defaults a large activation is
+often fresh memory that the kernel faults in and zeroes on first touch, which can triple a large
+op's time depending on what the process allocated and freed before, something no latency table
+can predict. Before measuring torch on the CPU we therefore tell glibc (once per process) to keep
+freed memory for reuse, the effect the PyTorch CPU performance guide gets from jemalloc or
+tcmalloc; see `keep_freed_memory`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import ctypes
+import importlib.util
+import math
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from slimnas.errors import LatencyError
+
+RUNTIMES = ("torch", "onnxruntime")
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+DEVICES = ("cpu", "cuda")
+
+Shape = Sequence[int]
+
+
+@dataclass(frozen=True)
+class Latency:
+    """One measurement: where and how it ran, and the distribution of its timed calls.
+
+    Attributes:
+        median_ms: median time of one call.
+        p10_ms, p90_ms: 10th and 90th percentiles (the spread reported with the median).
+        std_ms: standard deviation of the timed calls.
+        min_ms: fastest call.
+        repeats: timed calls.
+        threads: the thread count it ran with.
+        runtime: ``"torch"`` or ``"onnxruntime"``.
+        device: ``"cpu"`` or ``"cuda"``.
+        device_name: the processor (`device_name`).
+        batch: batch size of the input.
+    """
+
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    std_ms: float
+    min_ms: float
+    repeats: int
+    threads: int
+    runtime: str
+    device: str
+    device_name: str
+    batch: int
+
+    @property
+    def spread_ms(self) -> float:
+        """Width of the 10–90 % band."""
+        return self.p90_ms - self.p10_ms
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@cache
+def device_name(device: str = "cpu") -> str:
+    """What a latency table is keyed by: the CPU model (``/proc/cpuinfo``, else the platform's
+    processor string) or the CUDA device's name, prefixed with the device kind."""
+    if device == "cuda":
+        _require_cuda()
+        return f"cuda: {torch.cuda.get_device_name()}"
+    name = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    name = name or platform.processor() or platform.machine() or "unknown"
+    return f"cpu: {name} ({platform.machine()})"
+
+
+@cache
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc serve blocks of up to 32 MiB from its heap and never return freed heap
+    memory to the system, for the rest of the process; False where the C library is not glibc.
+
+    Without it, repeated large activations come from memory that must be faulted in again and
+    again (see the module docstring). The process keeps the memory it freed (its peak).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        trimmed = libc.mallopt(_M_TRIM_THRESHOLD, 2**30)
+        mapped = libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)
+    except (OSError, AttributeError):
+        return False
+    return bool(trimmed and mapped)
+
+
+def onnxruntime_available() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def _require_cuda() -> None:
+    if not torch.cuda.is_available():
+        raise LatencyError(
+            "latency on device 'cuda' needs a CUDA GPU and a CUDA build of torch; none is "
+            "available here, measure on 'cpu'"
+        )
+
+
+def check_target(runtime: str, device: str, threads: int | None) -> None:
+    """Refuse a runtime/device/thread setting that cannot be measured here."""
+    if runtime not in RUNTIMES:
+        raise LatencyError(f"unknown latency runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
+    if device not in DEVICES:
+        raise LatencyError(f"unknown latency device {device!r}; use one of {', '.join(DEVICES)}")
+    if threads is not None and threads < 1:
+        raise LatencyError(f"latency threads must be at least 1, got {threads}")
+    if device == "cuda":
+        _require_cuda()
+        if runtime == "onnxruntime":
+            raise LatencyError(
+                "onnxruntime latency is measured on the CPU only; use runtime 'torch' on cuda"
+            )
+    if runtime == "onnxruntime" and not onnxruntime_available():
+        raise LatencyError(
+            "onnxruntime is not installed; install the 'onnx' extra (pip install "
+            "'slimnas[onnx]') or measure with runtime 'torch'"
+        )
+
+
+def _shapes(input_shape: Shape | Sequence[Shape]) -> list[tuple[int, ...]]:
+    if len(input_shape) and isinstance(input_shape[0], int):
+        return [tuple(input_shape)]
+    return [tuple(s) for s in input_shape]
+
+
+@contextlib.contextmanager
+def _inference(model: nn.Module) -> Iterator[None]:
+    """Eval mode and no_grad; every module's own training flag restored afterwards."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for m, training in flags:
+            m.training = training
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _time_calls(
+    call: Callable[[], object], warmup: int, repeats: int, cuda: bool = False
+) -> list[float]:
+    """Milliseconds of ``repeats`` timed calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        call()
+    times = []
+    if cuda:
+        torch.cuda.synchronize()
+        for _ in range(repeats):
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            call()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        return times
+    clock = time.perf_counter
+    for _ in range(repeats):
+        began = clock()
+        call()
+        times.append((clock() - began) * 1e3)
+    return times
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """Linear-interpolation quantile of sorted values (numpy's default)."""
+    position = q * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summarize_times(times: list[float], **where) -> Latency:
+    """The `Latency` of a list of call times in milliseconds."""
+    ordered = sorted(times)
+    return Latency(
+        median_ms=statistics.median(ordered),
+        p10_ms=_quantile(ordered, 0.1),
+        p90_ms=_quantile(ordered, 0.9),
+        std_ms=statistics.pstdev(ordered) if len(ordered) > 1 else 0.0,
+        min_ms=ordered[0],
+        repeats=len(ordered),
+        **where,
+    )
+
+
+def _onnxruntime_call(
+    model: nn.Module, inputs: list[torch.Tensor], threads: int
+) -> Callable[[], object]:
+    import onnxruntime as ort
+
+    from slimnas.onnx_export import INPUT_NAME, export_onnx
+
+    with tempfile.TemporaryDirectory(prefix="slimnas-latency-") as folder:
+        path = Path(folder) / "model.onnx"
+        export_onnx(model, tuple(inputs) if len(inputs) > 1 else inputs[0], path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        session = ort.InferenceSession(
+            path.read_bytes(), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    # export_onnx names the inputs input, input1, ...; an input the graph does not read is gone.
+    names = [INPUT_NAME] + [f"{INPUT_NAME}{i}" for i in range(1, len(inputs))]
+    arrays = {name: x.numpy() for name, x in zip(names, inputs)}
+    feed = {i.name: arrays[i.name] for i in session.get_inputs()}
+    return lambda: session.run(None, feed)
+
+
+def measure_latency(
+    model: nn.Module,
+    input_shape: Shape | Sequence[Shape],
+    *,
+    runtime: str = "torch",
+    device: str = "cpu",
+    threads: int | None = None,
+    warmup: int = 10,
+    repeats: int = 50,
+    seed: int = 0,
+) -> Latency:
+    """Time ``model`` on random inputs of ``input_shape``.
+
+    Args:
+        model: the module (not changed; a copy runs when it lives on another device).
+        input_shape: the input's shape, batch first (``(1, 3, 32, 32)``), or a list of shapes
+            for a model with several inputs.
+        runtime: ``"torch"`` (eager) or ``"onnxruntime"`` (CPU, the model exported to ONNX).
+        device: ``"cpu"`` or ``"cuda"`` (torch only).
+        threads: intra-op threads; None: torch's current setting.
+        warmup: untimed calls first.
+        repeats: timed calls.
+        seed: seed of the random inputs.
+
+    Returns:
+        The `Latency`, median and spread of the timed calls.
+
+    Raises:
+        LatencyError: the runtime or device is unavailable, or the settings are invalid.
+    """
+    check_target(runtime, device, threads)
+    if warmup < 0 or repeats < 1:
+        raise LatencyError(f"latency needs warmup >= 0 and repeats >= 1, got {warmup}, {repeats}")
+    threads = threads or torch.get_num_threads()
+    shapes = _shapes(input_shape)
+    generator = torch.Generator().manual_seed(seed)
+    inputs = [torch.randn(s, generator=generator) for s in shapes]
+    where = {
+        "threads": threads,
+        "runtime": runtime,
+        "device": device,
+        "device_name": device_name(device),
+        "batch": shapes[0][0],
+    }
+    target = torch.device(device)
+    first = next(iter(model.parameters()), None)
+    if first is not None and first.device != target:
+        model = copy.deepcopy(model).to(target)
+    with _torch_threads(threads), _inference(model):
+        if runtime == "onnxruntime":
+            call = _onnxruntime_call(model, inputs, threads)
+        else:
+            if device == "cpu":
+                keep_freed_memory()
+            inputs = [x.to(target) for x in inputs]
+            call = lambda: model(*inputs)  # noqa: E731
+        times = _time_calls(call, warmup, repeats, cuda=device == "cuda")
+    return summarize_times(times, **where)
+
+
+__all__ = [
+    "DEVICES",
+    "RUNTIMES",
+    "Latency",
+    "check_target",
+    "device_name",
+    "keep_freed_memory",
+    "measure_latency",
+    "onnxruntime_available",
+    "summarize_times",
+]

@@ -1,0 +1,274 @@
+"""`build_latency_table`: measure a traced model's segments on this machine into a table file.
+
+Following the recipe of the re-implementation brief (§1.6, built on ProxylessNAS's table): every
+segment is measured at every channel pair it can take in the space, with warm-up, repeats and
+pinned threads; entries are deduplicated by signature, so a stage's repeated blocks, and another
+model sharing a segment, cost one measurement. Each entry is measured ``rounds`` times, at
+different moments (one pass over all entries per round), and keeps the round with the lowest
+median: a burst of load from other processes then spoils a round, not the entry.
+
+The sum of isolated segments is not the whole model's latency: alone, a segment finds its weights
+and input in cache on every call, and onnxruntime adds layout conversions at its boundaries
+(NCHWc reorders) and cannot fuse a residual add whose other operand comes from outside. The
+build therefore measures a few whole archs (the max, the min and random ones) and fits the line
+``measured = overhead + scale * sum`` through them (the *calibration*, a robust line fit). The
+validation recommended by the brief — predicted vs measured on archs not used here — is
+``bench/latency_predictor.py``.
+
+The file is saved (atomically) at least twice a second while measuring and whenever the build
+stops, so a killed build loses almost nothing and a new one reuses every entry it finds.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import statistics
+import sys
+import time
+from dataclasses import astuple, dataclass
+from itertools import product
+from pathlib import Path
+
+import torch
+from torch import fx, nn
+from tqdm import tqdm
+
+from slimnas.cost.latency import Latency, check_target, device_name, measure_latency
+from slimnas.cost.latency_table import EMPTY_SIGNATURE, LatencyTable, LatencyTarget, versions
+from slimnas.cost.segments import Segment, cut_segments, space_key
+from slimnas.space.space import Space
+
+log = logging.getLogger(__name__)
+
+_DIGITS = 5  # milliseconds to 10 ns
+_SAVE_EVERY = 0.5  # seconds
+
+
+@dataclass(frozen=True)
+class TableBuild:
+    """What `build_latency_table` did."""
+
+    target: LatencyTarget
+    measured: int  # entries measured now (each in every round it still lacked)
+    reused: int  # entries found complete in the file
+    calibration: dict
+
+
+def channel_pairs(space: Space, segment: Segment) -> set[tuple[int, int]]:
+    """Every (input, output) channel count the segment's layer takes in the space."""
+    layer = space.layers[segment.layer]
+    units = list(dict.fromkeys(layer.in_units + layer.out_units))
+    pairs = set()
+    for combo in product(*(space.units[u].choices for u in units)):
+        choice = dict(zip(units, combo))
+        cout = sum(choice[u] for u in layer.out_units)
+        cin = cout if layer.kind == "norm" else sum(choice[u] for u in layer.in_units)
+        pairs.add((cin, cout))
+    return pairs
+
+
+def _empty(inputs: int) -> nn.Module:
+    """A module that returns its first input: the cost of calling anything at all."""
+    graph = fx.Graph()
+    first = [graph.placeholder(f"x{i}") for i in range(inputs)][0]
+    graph.output(first)
+    return fx.GraphModule({}, graph)
+
+
+def _entry(latency: Latency, rounds: int) -> dict:
+    return {
+        "median_ms": round(latency.median_ms, _DIGITS),
+        "p10_ms": round(latency.p10_ms, _DIGITS),
+        "p90_ms": round(latency.p90_ms, _DIGITS),
+        "std_ms": round(latency.std_ms, _DIGITS),
+        "repeats": latency.repeats,
+        "rounds": rounds,
+    }
+
+
+class _Saver:
+    """Saves the table at most every `_SAVE_EVERY` seconds, and once more at the end."""
+
+    def __init__(self, table: LatencyTable):
+        self.table, self.last = table, time.monotonic()
+
+    def maybe(self) -> None:
+        if time.monotonic() - self.last >= _SAVE_EVERY:
+            self.now()
+
+    def now(self) -> None:
+        self.table.save()
+        self.last = time.monotonic()
+
+
+def build_latency_table(
+    model: nn.Module,
+    space: Space,
+    example_input: torch.Tensor,
+    path: str | Path,
+    *,
+    runtime: str = "onnxruntime",
+    device: str = "cpu",
+    threads: int = 1,
+    batch: int = 1,
+    warmup: int = 5,
+    repeats: int = 20,
+    rounds: int = 2,
+    calibration_archs: int = 8,
+    calibration_repeats: int = 30,
+    model_name: str = "",
+    seed: int = 0,
+    progress: bool = True,
+) -> TableBuild:
+    """Measure every segment of ``space`` at every channel choice it offers, then calibrate the
+    model, into the target (this machine, ``runtime``, ``threads``, ``batch``) of the table file
+    ``path``. Entries and calibrations already in the file are reused.
+
+    Args:
+        model: the model ``space`` was traced from (not changed).
+        space: its space (its current choices are the channels measured).
+        example_input: an input of the traced size (its batch is replaced by ``batch``).
+        path: the JSON file, created or extended.
+        runtime, device, threads, batch: the target.
+        warmup, repeats: per measurement of an entry.
+        rounds: measurements per entry (and per calibration arch); the lowest median is kept.
+        calibration_archs: whole archs measured to fit the calibration (at least 2: the max and
+            the min, then random ones).
+        calibration_repeats: timed calls per calibration arch and round.
+        model_name: recorded with the layout, for people reading the file.
+        seed: seed of the random calibration archs.
+        progress: a tqdm bar (quiet when stderr is not a terminal).
+
+    Raises:
+        LatencyError: the runtime or device is not available here, or a layer cannot be cut.
+    """
+    check_target(runtime, device, threads)
+    table = LatencyTable.load(path, missing_ok=True)
+    name = device_name(device)
+    target = table.find(name, runtime, threads, batch)
+    if target is None:
+        target = LatencyTarget(device, name, runtime, threads, batch, versions(runtime))
+        target.layouts, target.source = table.layouts, str(table.path)
+        table.targets.append(target)
+    pieces = cut_segments(model, space, example_input)
+    key = space_key(space)
+    table.layouts[key] = {
+        "model": model_name or type(model).__name__,
+        "segments": [list(astuple(p.segment())) for p in pieces],
+    }
+    counts = sorted({1} | {p.inputs() for p in pieces})
+    wanted: dict[str, tuple] = {
+        EMPTY_SIGNATURE.format(n): (_empty(n), [[1, 1]] * n) for n in counts
+    }
+    for piece in pieces:
+        segment = piece.segment()
+        for cin, cout in sorted(channel_pairs(space, segment)):
+            wanted.setdefault(segment.signature(cin, cout), (piece, cin, cout))
+
+    def done(signature: str) -> int:
+        return target.entries.get(signature, {}).get("rounds", 0)
+
+    todo = [s for s in wanted if done(s) < rounds]
+    log.info("latency table %s: %d entries to measure, %d reused", path, len(todo), len(wanted))
+    options = {"runtime": runtime, "device": device, "threads": threads}
+    calibration = None
+    if key not in target.calibrations or todo:
+        calibration = _Calibration(model, space, example_input, target, calibration_archs, seed)
+    saver = _Saver(table)
+    show = progress and sys.stderr.isatty()
+    steps = sum(rounds - done(s) for s in todo) + (rounds * calibration_archs if calibration else 0)
+    try:
+        with tqdm(total=steps, desc="latency table", unit="entry", disable=not show) as bar:
+            # One pass over the entries, then over the calibration archs, per round: each
+            # keeps its best round, so both come from the machine's quietest moments.
+            for round_ in range(1, rounds + 1):
+                for signature in (s for s in todo if done(s) < round_):
+                    how = wanted[signature]
+                    module, shapes = how if len(how) == 2 else how[0].build(*how[1:], batch)
+                    latency = measure_latency(
+                        module, shapes, warmup=warmup, repeats=repeats, **options
+                    )
+                    old = target.entries.get(signature)
+                    if old is None or latency.median_ms < old["median_ms"]:
+                        target.entries[signature] = _entry(latency, round_)
+                    else:
+                        old["rounds"] = round_
+                    saver.maybe()
+                    bar.update(1)
+                if calibration is not None:
+                    calibration.measure(calibration_repeats, bar)
+        if calibration is not None:
+            target.calibrations[key] = calibration.fit()
+    finally:
+        saver.now()
+    return TableBuild(target, len(todo), len(wanted) - len(todo), target.calibrations[key])
+
+
+class _Calibration:
+    """Whole archs (the max, the min, random ones) measured once per round, the lowest median
+    kept, then the line ``measured = overhead + scale * sum`` fitted through them."""
+
+    def __init__(self, model, space, example_input, target, count, seed):
+        from slimnas.supernet import Supernet
+
+        generator = torch.Generator().manual_seed(seed)
+        self.archs = {"max": space.max_arch(), "min": space.min_arch()}
+        for i in range(max(0, count - 2)):
+            self.archs[f"random{i}"] = space.sample(generator)
+        supernet = Supernet(copy.deepcopy(model), space)
+        self.models = {label: supernet.export(arch) for label, arch in self.archs.items()}
+        self.space, self.target = space, target
+        self.shape = (target.batch, *example_input.shape[1:])
+        self.best: dict[str, float] = {}
+
+    def measure(self, repeats: int, bar: tqdm) -> None:
+        target = self.target
+        options = {"runtime": target.runtime, "device": target.device, "threads": target.threads}
+        for label, exported in self.models.items():
+            measured = measure_latency(exported, self.shape, repeats=repeats, **options)
+            self.best[label] = min(self.best.get(label, float("inf")), measured.median_ms)
+            bar.update(1)
+
+    def fit(self) -> dict:
+        from slimnas.cost.latency_predict import segment_sum_ms
+
+        self.target._compiled.clear()  # entries changed since any earlier prediction
+        points = [
+            {
+                "arch": label,
+                "measured_ms": round(self.best[label], _DIGITS),
+                "segments_ms": round(segment_sum_ms(self.space, arch, self.target), _DIGITS),
+            }
+            for label, arch in self.archs.items()
+        ]
+        overhead, scale = fit_line(
+            [p["segments_ms"] for p in points], [p["measured_ms"] for p in points]
+        )
+        return {
+            "overhead_ms": round(overhead, _DIGITS),
+            "scale": round(scale, _DIGITS),
+            "points": points,
+        }
+
+
+def fit_line(sums: list[float], measured: list[float]) -> tuple[float, float]:
+    """``measured = overhead + scale * sum`` by the Theil–Sen estimator (Sen 1968, "Estimates of
+    the regression coefficient based on Kendall's tau"): the scale is the median of the slopes
+    between every two points, the overhead the median of ``measured - scale * sum``. Unlike least
+    squares it ignores a minority of points slowed down by other processes. With fewer than two
+    distinct sums (or a slope that is not positive) the scale is 1 and the overhead the median
+    difference."""
+    slopes = [
+        (measured[j] - measured[i]) / (sums[j] - sums[i])
+        for i in range(len(sums))
+        for j in range(i + 1, len(sums))
+        if sums[j] != sums[i]
+    ]
+    scale = statistics.median(slopes) if slopes else 0.0
+    if scale <= 0:
+        scale = 1.0
+    return statistics.median(y - scale * x for x, y in zip(sums, measured)), scale
+
+
+__all__ = ["TableBuild", "build_latency_table", "channel_pairs", "fit_line"]
