@@ -58,6 +58,9 @@ def test_models_dict_names_constructors() -> None:
         "resnet110",
         "mobilenet_v2",
         "mobilenet_v2_cifar",
+        "proxyless_imagenet",
+        "proxyless_cifar",
+        "proxyless_cifar_small",
     }
     assert all(callable(fn) for fn in MODELS.values())
 

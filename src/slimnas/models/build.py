@@ -33,5 +33,5 @@ def build_model(name: str, **kwargs) -> tuple[torch.nn.Module, tuple[int, ...]]:
         raise ConfigError(
             f"unknown model {name!r}; choose one of {', '.join(MODELS)} or tv:<torchvision name>"
         )
-    shape = (1, 3, 224, 224) if name == "mobilenet_v2" else (1, 3, 32, 32)
+    shape = (1, 3, 224, 224) if name in ("mobilenet_v2", "proxyless_imagenet") else (1, 3, 32, 32)
     return MODELS[name](**kwargs), shape

@@ -1,0 +1,359 @@
+"""ProxylessNAS (methods/proxyless.py, methods/proxyless_paths.py): gate and logit gradients
+against explicit references, the two-path rescale, the expected-cost gradient, REINFORCE on a
+bandit, binarized weight steps and a real search."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import slimnas
+from slimnas.cost.budget import Budget
+from slimnas.cost.counting import expected_macs
+from slimnas.cost.latency_build import build_latency_table
+from slimnas.cost.latency_predict import expected_latency
+from slimnas.data import CIFAR10_MEAN, CIFAR10_STD, BatchLoader, load_builtin
+from slimnas.methods.proxyless import ProxylessNAS, ProxylessStep
+from slimnas.methods.proxyless_paths import (
+    ProxylessArch,
+    Reinforce,
+    cost_loss,
+    derive,
+    rescale_pair,
+    sample_pair,
+)
+from tests.cost.test_latency import FAST
+
+KERNELS = (3, 5, 7)
+
+
+def mbconv(kernel: int, channels: int = 8, hidden: int = 16) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(channels, hidden, 1, bias=False),
+        nn.BatchNorm2d(hidden),
+        nn.ReLU(),
+        nn.Conv2d(hidden, hidden, kernel, padding=kernel // 2, groups=hidden, bias=False),
+        nn.BatchNorm2d(hidden),
+        nn.ReLU(),
+        nn.Conv2d(hidden, channels, 1, bias=False),
+        nn.BatchNorm2d(channels),
+    )
+
+
+class Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        ops = {f"k{k}": mbconv(k) for k in KERNELS}
+        self.op = slimnas.Choice({**ops, "zero": slimnas.Zero()})
+
+    def forward(self, x):
+        return x + self.op(x)
+
+
+class Net(nn.Module):
+    """Stem, two searched blocks (k3/k5/k7/zero), pooled linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8))
+        self.blocks = nn.Sequential(Block(), Block())
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.head(self.blocks(torch.relu(self.stem(x))).mean(dim=(2, 3)))
+
+
+def op_space(model: nn.Module, example: torch.Tensor):
+    space = slimnas.trace(model, example)
+    for unit in space.channel_units():  # ProxylessNAS searches operators only
+        space = space.fix(unit.name)
+    return space
+
+
+def build(seed: int = 0):
+    torch.manual_seed(seed)
+    model = Net()
+    x = torch.randn(8, 3, 8, 8)
+    space = op_space(model, x[:1])
+    return model, slimnas.Supernet(model, space).train(), space, x
+
+
+def make_step(supernet, space, data, **options) -> ProxylessStep:
+    budget = Budget.parse("macs<=60%", space)
+    arch = ProxylessArch(space, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():  # a non-uniform start, so that the Jacobians are not symmetric
+        for logits in arch.logits:
+            logits.copy_(torch.randn(len(logits), dtype=torch.float64))
+    options = {"steps_per_epoch": 4, "generator": torch.Generator().manual_seed(2), **options}
+    return ProxylessStep(supernet, arch, data, budget, **options)
+
+
+class Batches:
+    """Endless random batches of ready tensors, with the loader protocol's state methods."""
+
+    def __init__(self, x: torch.Tensor, labels: torch.Tensor):
+        self.x, self.labels = x, labels
+
+    def __iter__(self):
+        for _ in range(2):
+            yield self.x, self.labels
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state) -> None:
+        pass
+
+
+def batches(x: torch.Tensor, labels: torch.Tensor):
+    return Batches(x, labels)
+
+
+# ------------------------------------------------------------------------------ gradients
+@pytest.mark.parametrize("mode", ["two", "full"])
+def test_logit_gradients_equal_an_explicit_gated_forward(mode) -> None:
+    model, supernet, space, x = build()
+    labels = torch.randint(0, 4, (8,))
+    step = make_step(supernet, space, [(x, labels)], mode=mode, loss_form="add_linear")
+    reference_model = copy.deepcopy(model)
+    state = torch.Generator().manual_seed(7).get_state()
+    step.generator.set_state(state)
+    step.arch_gradients(model, x, labels)
+    got = [lg.grad.clone() for lg in step.arch.logits]
+
+    # Re-draw the same paths, then run every sampled path live (no detach) with leaf gates.
+    generator = torch.Generator()
+    generator.set_state(state)
+    gates, pairs, renorm, probs, picks = [], [], [], {}, {}
+    for unit, logits in zip(step.arch.units, step.arch.logits):
+        if mode == "two":
+            pair, p_used, active = sample_pair(logits, generator)
+        else:
+            p_used = logits.softmax(-1)
+            pair = list(range(len(unit.choices)))
+            active = int(torch.multinomial(p_used.detach(), 1, generator=generator))
+        pairs.append(pair)
+        renorm.append(p_used)
+        probs[unit.name] = torch.zeros_like(logits).index_add(0, torch.tensor(pair), p_used)
+        picks[unit.name] = pair[active] if mode == "two" else active
+        gate = torch.zeros(len(pair), requires_grad=False)
+        gate[pair.index(picks[unit.name])] = 1.0
+        gates.append(gate.requires_grad_(True))
+
+    def gated(choice, gate, pair, unit):
+        def forward(inputs):
+            return sum(g * choice[unit.choices[i]](inputs) for g, i in zip(gate, pair))
+
+        return forward
+
+    for unit, gate, pair in zip(step.arch.units, gates, pairs):
+        choice = reference_model.get_submodule(unit.name)
+        choice.forward = gated(choice, gate, pair, space.units[unit.name])
+    out = reference_model(x)
+    ce = nn.functional.cross_entropy(out, labels)
+    gate_grads = torch.autograd.grad(ce, gates)
+    # ProxylessNAS Eq. 4 through autograd: d/dα Σ_j g'_j p'_j, plus the cost term λ(E − T)/T.
+    surrogate = sum((g.double() * p).sum() for g, p in zip(gate_grads, renorm))
+    expected = expected_macs(space, probs, step.arch.base)
+    surrogate = surrogate + cost_loss(ce.detach(), expected, step.budget.limit, "add_linear")
+    want = torch.autograd.grad(surrogate, list(step.arch.logits))
+    for ours, theirs in zip(got, want):
+        assert torch.allclose(ours, theirs, atol=1e-6), (ours, theirs)
+    assert any(float(g.abs().sum()) > 0 for g in got)
+    if mode == "two":  # only the two sampled logits of a unit get a gradient
+        for grad, pair in zip(got, pairs):
+            others = [i for i in range(len(grad)) if i not in pair]
+            assert torch.all(grad[others] == 0)
+
+
+def test_two_path_update_leaves_unsampled_probabilities_unchanged() -> None:
+    model, supernet, space, x = build()
+    labels = torch.randint(0, 4, (8,))
+    step = make_step(supernet, space, batches(x, labels), arch_lr=0.05)
+    for _ in range(5):
+        before = [lg.detach().softmax(-1).clone() for lg in step.arch.logits]
+        metrics, pairs = step.arch_gradients(model, *step._arch_batch())
+        old = [lg.detach().clone() for lg in step.arch.logits]
+        step.optimizer.step()
+        for logits, prior, pair in zip(step.arch.logits, old, pairs):
+            rescale_pair(logits, prior, pair)
+        for logits, prior, pair in zip(step.arch.logits, before, pairs):
+            after = logits.detach().softmax(-1)
+            others = [i for i in range(len(after)) if i not in pair]
+            assert torch.allclose(after[others], prior[others], rtol=0, atol=1e-15)
+            assert not torch.allclose(after[pair], prior[pair], rtol=0, atol=1e-12)
+            # and the pair's total probability is what it was
+            assert abs(float(after[pair].sum() - prior[pair].sum())) < 1e-15
+
+
+def test_rescale_pair_keeps_the_pairs_mass() -> None:
+    logits = torch.tensor([0.3, -1.0, 2.0, 0.5], dtype=torch.float64)
+    old = logits.clone()
+    logits[[0, 2]] += torch.tensor([0.7, -0.2], dtype=torch.float64)
+    rescale_pair(logits, old, [0, 2])
+    assert torch.allclose(logits[[0, 2]].exp().sum(), old[[0, 2]].exp().sum(), atol=1e-15)
+    assert torch.equal(logits[[1, 3]], old[[1, 3]])
+
+
+@pytest.mark.parametrize("cost", ["macs", "latency"])
+def test_expected_cost_gradient_is_cost_minus_mean_times_p(cost, tmp_path) -> None:
+    """∂E/∂α_i = (cost_i − E)·p_i per block, cost_i = E given the block takes candidate i;
+    E[MACs], and E[latency] from a real latency table measured here."""
+    model, x = Net(), torch.randn(1, 3, 8, 8)
+    space = op_space(model, x)  # the table is built from the plain model
+    if cost == "latency":
+        table = tmp_path / "table.json"
+        target = build_latency_table(model, space, x, table, runtime="torch", **FAST).target
+
+        def expected_cost(probs):
+            return expected_latency(space, probs, target, arch.base)
+    else:
+
+        def expected_cost(probs):
+            return expected_macs(space, probs, arch.base)
+
+    arch = ProxylessArch(space, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        for logits in arch.logits:
+            logits.copy_(torch.randn(len(logits), dtype=torch.float64))
+    probs = arch.probs()
+    expected = expected_cost(probs)
+    grads = torch.autograd.grad(expected, list(arch.logits))
+    for unit, logits, grad in zip(arch.units, arch.logits, grads):
+        p = logits.detach().softmax(-1)
+        conditional = []
+        for i in range(len(unit.choices)):
+            one_hot = {k: v.detach() for k, v in probs.items()}
+            one_hot[unit.name] = nn.functional.one_hot(torch.tensor(i), len(unit.choices)).double()
+            conditional.append(float(expected_cost(one_hot)))
+        conditional = torch.tensor(conditional, dtype=torch.float64)
+        assert torch.allclose(grad, (conditional - float(expected.detach())) * p, rtol=1e-9)
+        assert grad.abs().sum() > 0
+    if cost == "macs":  # the zero op costs nothing: the cheapest candidate of its block
+        assert conditional[-1] == conditional.min()
+
+
+# ------------------------------------------------------------------------- cost loss, RL
+def test_cost_loss_forms() -> None:
+    ce = torch.tensor(2.0)
+    at_target = cost_loss(ce, torch.tensor(5.0), 5.0, "mul_log", alpha=0.2, beta=0.3)
+    assert torch.allclose(at_target, torch.tensor(0.4))  # α·CE·1 at E = T, whatever the unit
+    assert torch.allclose(cost_loss(ce, torch.tensor(5e6), 5e6, "mul_log"), at_target)
+    expected = torch.tensor(7.0, requires_grad=True)
+    (grad,) = torch.autograd.grad(cost_loss(ce, expected, 5.0, "mul_log"), expected)
+    assert grad > 0  # more cost, more loss
+    linear = cost_loss(ce, torch.tensor(6.0), 5.0, "add_linear", lam=0.1)
+    assert torch.allclose(linear, torch.tensor(2.0 + 0.1 * 0.2))
+    with pytest.raises(slimnas.ConfigError, match="loss form"):
+        cost_loss(ce, expected, 5.0, "quadratic")
+
+
+def test_reinforce_finds_the_better_arm_of_a_bandit() -> None:
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.Adam([logits], lr=0.05, betas=(0.0, 0.999))
+    means = (0.3, 0.8)  # arm 1 is better
+    rl = Reinforce()
+    for _ in range(300):
+        picks = torch.multinomial(logits.detach().softmax(-1), 10, True, generator=generator)
+        rewards = [means[i] + 0.1 * float(torch.randn(1, generator=generator)) for i in picks]
+        rl.update([logits], [[int(i)] for i in picks], rewards)
+        optimizer.step()
+    assert float(logits.detach().softmax(-1)[1]) > 0.95
+    assert 0.6 < rl.baseline < 0.85  # the baseline tracks the mean reward
+
+
+# --------------------------------------------------------------------------- weight steps
+def test_weight_step_trains_only_the_sampled_path() -> None:
+    model, supernet, space, x = build()
+    labels = torch.randint(0, 4, (8,))
+    step = make_step(supernet, space, batches(x, labels), warmup_epochs=10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    for _ in range(3):
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        optimizer.zero_grad(set_to_none=True)
+        loss, metrics = step(model, (x, labels), lambda loss: loss.backward())
+        loss.backward()
+        active = {u.name: model.get_submodule(u.name).active for u in step.arch.units}
+        optimizer.step()
+        assert metrics["arch_step"] == 0.0
+        for name, param in model.named_parameters():
+            owner = next((u for u in active if name.startswith(u + ".")), None)
+            if owner is None:
+                continue
+            candidate = name[len(owner) + 1 :].split(".")[0]
+            if candidate == active[owner]:
+                assert param.grad is not None
+            else:  # not run: no gradient, and neither momentum nor weight decay moved it
+                assert param.grad is None
+                assert torch.equal(param.detach(), before[name])
+
+
+def test_derive_moves_units_until_the_budget_holds() -> None:
+    _, _, space, _ = build()
+    arch = ProxylessArch(space)
+    with torch.no_grad():
+        for logits in arch.logits:
+            logits.copy_(torch.tensor([0.0, 0.1, 2.0, -3.0], dtype=torch.float64))  # k7 likely
+    loose = Budget.parse("macs<=1G", space)  # the max arch is the first candidate, k3
+    found, steps = derive(arch, loose)
+    assert found == arch.argmax() and steps == []
+    tight = Budget.parse("macs<=45%", space)
+    found, steps = derive(arch, tight)
+    assert tight.fits(space, found) and steps
+    assert not tight.fits(space, arch.argmax())
+    impossible = Budget("macs", 1.0, "macs<=1")
+    with pytest.raises(slimnas.ConfigError, match="raise the budget"):
+        derive(arch, impossible)
+
+
+def test_bad_options_are_refused() -> None:
+    _, supernet, space, _ = build()
+    with pytest.raises(slimnas.ConfigError, match="mode"):
+        make_step(supernet, space, [], mode="three")
+    with pytest.raises(slimnas.ConfigError, match="warm-up"):
+        ProxylessNAS(epochs=2, warmup_epochs=2)
+    plain = slimnas.trace(nn.Sequential(nn.Conv2d(3, 8, 3)), torch.randn(1, 3, 8, 8))
+    with pytest.raises(slimnas.ConfigError, match="op unit"):
+        ProxylessArch(plain)
+
+
+@pytest.mark.parametrize("mode", ["two", "reinforce"])
+def test_a_real_search_learns_the_logits_and_meets_its_budget(mode, tmp_path) -> None:
+    torch.manual_seed(0)
+    model = Net()
+    images, labels = load_builtin(train=True)
+    images = images[:256, :, 12:20, 12:20].contiguous()  # 8x8 crops keep the test fast
+    labels = labels[:256] % 4
+
+    def loader(part: slice, seed: int) -> BatchLoader:
+        return BatchLoader(
+            images[part], labels[part], 32, mean=CIFAR10_MEAN, std=CIFAR10_STD, seed=seed
+        )
+
+    space = op_space(model, torch.randn(1, 3, 8, 8))
+    supernet = slimnas.Supernet(model, space)
+    train, held = loader(slice(0, 128), 0), loader(slice(128, 256), 1)
+    method = ProxylessNAS(
+        epochs=3,
+        warmup_epochs=1,
+        arch_every=1,
+        arch_lr=0.05,
+        mode=mode,
+        run_dir=tmp_path,
+        progress=False,
+        reinforce_samples=4,
+    )
+    method.fit(supernet, train, held, "macs<=50%")
+    (result,) = method.search()
+    assert result.info["arch_steps"] == 2 * len(train)  # every step after the 1-epoch warm-up
+    moved = [
+        float((lg.detach() - lg.detach().mean()).abs().max()) for lg in method.arch_params.logits
+    ]
+    assert min(moved) > 1e-3  # every unit learned something
+    budget = Budget.parse("macs<=50%", space)
+    assert budget.fits(space, result.arch)
+    assert (tmp_path / "metrics.csv").exists()
