@@ -380,7 +380,7 @@ class PipelineRunConfig(RunConfig):
 
 
 DEFAULT_METHODS = ("autoslim", "uniform", "random", "evolution")
-METHOD_NAMES = (*DEFAULT_METHODS, "tas", "tas_width", "joslim")
+METHOD_NAMES = (*DEFAULT_METHODS, "tas", "tas_width", "joslim", "proxyless", "fixed")
 
 
 @dataclass(frozen=True)
@@ -393,6 +393,9 @@ class SpaceConfig(Section):
     )
     steps: int = _integer(12, 1, "channel choices are the ratios k/steps (AutoSlim: 12 groups)")
     depth: bool = _flag(False, "also search the depth of residual stages (else kept at max)")
+    channels: bool = _flag(
+        True, "search channel counts (false: fixed at max, e.g. to search only op units)"
+    )
 
 
 @dataclass(frozen=True)
@@ -420,7 +423,8 @@ class SearchConfig(Section):
         str,
         "a non-empty list of " + ", ".join(repr(m) for m in METHOD_NAMES),
         _method_list,
-        "methods and baselines to run (tas: width + depth, tas_width: width only)",
+        "methods and baselines to run (tas: width + depth, tas_width: width only, proxyless: "
+        "op units, fixed: every op unit at search.fixed_op)",
     )
     budgets: tuple[str, ...] = _list(
         ("macs<=50%",),
@@ -452,6 +456,42 @@ class SearchConfig(Section):
         0.05, "a number in [0, 1)", lambda v: 0 <= v < 1, "tas: band below the budget"
     )
     tas_arch_lr: float = _number(1e-3, "a positive number", _positive, "tas: Adam lr of logits")
+    proxyless_epochs: int | None = _integer(
+        None,
+        1,
+        "proxyless: search epochs, warm-up included (unset: supernet.epochs, with the "
+        "[supernet] recipe)",
+        True,
+    )
+    proxyless_warmup_epochs: float = _number(
+        1.0, "a number >= 0", lambda v: v >= 0, "proxyless: epochs of weight steps only"
+    )
+    proxyless_mode: str = _choice(
+        "two",
+        ("two", "full", "reinforce"),
+        "proxyless: architecture gradient (two paths, all paths, or REINFORCE)",
+    )
+    proxyless_arch_every: int = _integer(5, 1, "proxyless: weight steps per architecture step")
+    proxyless_arch_lr: float = _number(
+        1e-3, "a positive number", _positive, "proxyless: Adam lr of the path logits"
+    )
+    proxyless_loss: str = _choice(
+        "mul_log",
+        ("mul_log", "add_linear"),
+        "proxyless: cost term, alpha*CE*(log E/log T)^beta or CE + lambda*(E - T)/T",
+    )
+    proxyless_loss_alpha: float = _number(
+        0.2, "a positive number", _positive, "proxyless: alpha of mul_log"
+    )
+    proxyless_loss_beta: float = _number(
+        0.3, "a number >= 0", lambda v: v >= 0, "proxyless: beta of mul_log"
+    )
+    proxyless_loss_lambda: float = _number(
+        0.1, "a number >= 0", lambda v: v >= 0, "proxyless: lambda of add_linear"
+    )
+    fixed_op: str = _text(
+        "k3e6", "fixed: the candidate every op unit takes (MobileNetV2-like: k3e6)"
+    )
     joslim_cost: str = _choice(
         "macs", ("macs", "memory"), "joslim: the cost its GP models and fronts trade against loss"
     )

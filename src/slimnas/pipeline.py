@@ -68,6 +68,7 @@ from slimnas.methods.autoslim import greedy_slim
 from slimnas.methods.baselines import evolution_search, random_search, uniform_search
 from slimnas.methods.joslim import Joslim, check_width_budgets, visited_archs
 from slimnas.methods.joslim_acquisition import botorch_modules
+from slimnas.methods.proxyless import ProxylessNAS, check_op_space, fixed_op_results
 from slimnas.methods.result import Result, arch_costs
 from slimnas.methods.scoring import ArchScorer, Score
 from slimnas.methods.tas import TAS
@@ -195,6 +196,7 @@ class Pipeline:
         budgets = [Budget.parse(text, space, latency) for text in config.search.budgets]
         for budget in budgets:
             budget.check_feasible(space)
+        check_op_space(space, config.search.methods, config.search.fixed_op)
         if "joslim" in config.search.methods:
             check_width_budgets(space, budgets)
             botorch_modules()  # a missing extra stops the run now, not after a supernet
@@ -227,6 +229,9 @@ class Pipeline:
         )
         if not options.depth:
             for unit in space.depth_units():
+                space = space.fix(unit.name)
+        if not options.channels:
+            for unit in space.channel_units():
                 space = space.fix(unit.name)
         if not space.searchable:
             raise ConfigError(f"model {config.model.name} has no searchable unit; nothing to do")
@@ -437,6 +442,10 @@ class Pipeline:
             return [self._tas(method, budget) for budget in p.budgets]
         if method == "joslim":
             return self._joslim(p)
+        if method == "proxyless":
+            return [self._proxyless(budget) for budget in p.budgets]
+        if method == "fixed":
+            return fixed_op_results(p.space, p.budgets, p.config.search.fixed_op, scorer)
         raise ConfigError(f"unknown method {method!r}")  # the config checks names already
 
     def _tas(self, method: str, budget: Budget) -> Result:
@@ -482,6 +491,49 @@ class Pipeline:
         finally:
             supernet.activate(supernet.max_arch())
         result = tas.result(self._scorer(supernet, "recalibrate"), method=method)
+        if distributed.is_main():
+            atomic_write_text(out / "result.json", json.dumps(result.to_dict(), indent=1))
+        return result
+
+    def _proxyless(self, budget: Budget) -> Result:
+        """One ProxylessNAS search of ``budget`` in ``search/proxyless/<budget>``: a fresh copy
+        of the model whose weights train on the training split (one binarized path per step)
+        while the path logits learn on the held-out split (§3.2; the ``[supernet]`` recipe,
+        ``search.proxyless_epochs`` epochs); resumable. The derived arch is scored on the
+        held-out images with the search's own weights (BatchNorm recalibrated)."""
+        p = self.prepare()
+        options, recipe = p.config.search, p.config.supernet
+        recipe = replace(recipe, epochs=options.proxyless_epochs or recipe.epochs)
+        out = self.run_dir / "search" / "proxyless" / budget_slug(budget.text)
+        if (out / "result.json").exists():
+            return Result.from_dict(json.loads((out / "result.json").read_text()))
+        if distributed.is_distributed():
+            raise ConfigError("proxyless runs in one process; run it without torchrun")
+        supernet = Supernet(self._model(p.config, recipe.seed), p.space).to(p.device)
+        train = self._loader(p.data.train, recipe.batch_size, True, recipe.seed)
+        arch_data = self._loader(p.data.heldout, recipe.batch_size, True, recipe.seed + 1)
+        method = ProxylessNAS(
+            epochs=recipe.epochs,
+            seed=options.seed,
+            warmup_epochs=options.proxyless_warmup_epochs,
+            mode=options.proxyless_mode,
+            arch_every=options.proxyless_arch_every,
+            arch_lr=options.proxyless_arch_lr,
+            loss_form=options.proxyless_loss,
+            loss_alpha=options.proxyless_loss_alpha,
+            loss_beta=options.proxyless_loss_beta,
+            loss_lambda=options.proxyless_loss_lambda,
+            label_smoothing=recipe.label_smoothing,
+        )
+        step = method.make_step(supernet, arch_data, budget, len(train))
+        trainer = self._trainer(supernet, train, recipe, step, out)
+        self._announce(f"proxyless {budget.text}", trainer, f"ProxylessNAS ({step.mode})")
+        try:
+            if not self._fit(trainer, recipe.max_steps, "supernet.max_steps"):
+                raise StageStopped()
+        finally:
+            supernet.activate(supernet.max_arch())
+        result = method.result(self._scorer(supernet, "recalibrate"))
         if distributed.is_main():
             atomic_write_text(out / "result.json", json.dumps(result.to_dict(), indent=1))
         return result
@@ -752,6 +804,7 @@ class Pipeline:
             "supernet": self._supernet_scores(),
             "front": self._autoslim_front(),
             "tas": self._tas_traces(),
+            "proxyless": self._proxyless_traces(),
             "fronts": self._fronts(),
             "rows": rows,
         }
@@ -806,6 +859,20 @@ class Pipeline:
                 if path.exists():
                     traces[f"{method} {budget}"] = _epoch_means(
                         path, ("tau", "acc", "cost_expected", "cost_argmax")
+                    )
+        return traces
+
+    def _proxyless_traces(self) -> dict[str, list[dict[str, float]]]:
+        """Per ProxylessNAS search (``"proxyless <budget>"``), the epoch means of its
+        metrics.csv (architecture columns over the epochs that ran architecture steps)."""
+        p = self.prepare()
+        traces = {}
+        if "proxyless" in p.config.search.methods:
+            for budget in p.config.search.budgets:
+                path = self.run_dir / "search" / "proxyless" / budget_slug(budget) / METRICS_FILE
+                if path.exists():
+                    traces[f"proxyless {budget}"] = _epoch_means(
+                        path, ("acc", "arch_acc", "cost_expected", "cost_argmax", "entropy")
                     )
         return traces
 
@@ -919,7 +986,12 @@ def _epoch_means(path: Path, columns: tuple[str, ...]) -> list[dict[str, float]]
         group = list(group)
         entry = {"epoch": epoch}
         for column in columns:
-            entry[column] = sum(float(r[column]) for r in group) / len(group)
+            # NaN and empty cells (a value not known yet, e.g. before the first architecture
+            # step) are left out of the mean; a column with none is left out of the entry.
+            values = [float(r[column]) for r in group if r.get(column) not in (None, "")]
+            values = [v for v in values if v == v]
+            if values:
+                entry[column] = sum(values) / len(values)
         means.append(entry)
     return means
 

@@ -58,6 +58,7 @@ Deviations from the paper and the official code, stated:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ from slimnas.methods.proxyless_paths import (
 )
 from slimnas.methods.result import Result
 from slimnas.methods.tas import expected_form
+from slimnas.space.space import Space
 from slimnas.train import Trainer, checkpoint_dirs
 from slimnas.train.losses import cross_entropy
 from slimnas.train.rng import generator_state, set_generator_state
@@ -86,6 +88,8 @@ from slimnas.train.step import Backward, Metrics, top1
 from slimnas.train.trainer import TrainingError
 
 MODES = ("two", "full", "reinforce")
+
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------------- step
@@ -513,6 +517,44 @@ class ProxylessNAS:
         return Result.of(method or self.name, budget, space, arch, score, **info)
 
 
+def check_op_space(space: Space, methods: Sequence[str], fixed_op: str) -> None:
+    """Refuse, before any training, ``proxyless`` or ``fixed`` on a space without the op units
+    they need (`ConfigError`)."""
+    wanted = [m for m in ("proxyless", "fixed") if m in methods]
+    if wanted and not space.op_units():
+        raise ConfigError(
+            f"{' and '.join(wanted)} search op units, and model has none: use a model whose "
+            "blocks are slimnas.Choice (model.name = 'proxyless_cifar', ...)"
+        )
+    if "fixed" in methods and not any(fixed_op in u.choices for u in space.op_units()):
+        known = sorted({c for u in space.op_units() for c in u.choices})
+        raise ConfigError(
+            f"search.fixed_op {fixed_op!r} is no candidate of the space's op units; use one "
+            f"of {', '.join(known)}"
+        )
+
+
+def fixed_op_results(space: Space, budgets: Sequence[Budget], op: str, scorer=None) -> list[Result]:
+    """The hand-designed reference of an op space: every op unit that has candidate ``op``
+    takes it (``"k3e6"``: MobileNetV2's blocks), the rest stay at the max arch. It is one arch,
+    not a search, so it gets one `Result`: for the budget it fits most tightly (highest cost /
+    limit); none when it fits no budget (logged).
+
+    Raises:
+        ConfigError: no op unit of ``space`` has candidate ``op``.
+    """
+    check_op_space(space, ["fixed"], op)
+    units = [u for u in space.op_units() if op in u.choices]
+    arch = space.max_arch().merged({u.name: op for u in units})
+    fitting = [b for b in budgets if b.fits(space, arch)]
+    if not fitting:
+        log.warning("fixed: every op unit at %s fits none of the budgets; no result", op)
+        return []
+    budget = max(fitting, key=lambda b: b.cost(space, arch) / b.limit)
+    score = scorer.score(arch) if scorer is not None else None
+    return [Result.of("fixed", budget, space, arch, score, op=op)]
+
+
 __all__ = [
     "LOSS_FORMS",
     "MODES",
@@ -521,7 +563,9 @@ __all__ = [
     "ProxylessStep",
     "Reinforce",
     "cost_loss",
+    "check_op_space",
     "derive",
+    "fixed_op_results",
     "rescale_pair",
     "sample_pair",
 ]
