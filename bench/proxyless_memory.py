@@ -146,13 +146,15 @@ def cuda_peak(fn: Callable[[], None], device: torch.device) -> int:
 def measure(fn: Callable[[], None], model: torch.nn.Module, device: torch.device):
     """(peak saved-activation bytes, peak allocated bytes or None) of one call of ``fn``."""
     model.zero_grad(set_to_none=True)  # every step allocates its weight gradients afresh
-    with LiveSavedBytes(model) as saved:
-        fn()
-    model.zero_grad(set_to_none=True)
-    if device.type == "cuda":
-        peak = cuda_peak(fn, device)
-    else:
-        peak = cpu_peak(fn)
+    saved = LiveSavedBytes(model)
+
+    def hooked() -> None:  # the hooks hold no tensor memory of their own: one run gives both
+        with saved:
+            fn()
+
+    peak = cuda_peak(hooked, device) if device.type == "cuda" else cpu_peak(hooked)
+    if saved.peak == 0:  # the profiler failed before the step ran
+        hooked()
     model.zero_grad(set_to_none=True)
     return saved.peak, peak
 
@@ -226,11 +228,8 @@ def main() -> None:
         rows.append(("weight step (hard)", i, saved, peak, *static_step(path)))
         for mode, label in (("two", "arch step, two paths"), ("full", "arch step, all paths")):
             step = steps[mode]
-            # Both measurements of an arch step must draw the same paths: same generator state.
-            state = step.generator.get_state()
 
-            def arch_step(step=step, state=state) -> None:
-                step.generator.set_state(state)
+            def arch_step(step=step) -> None:
                 step.arch_gradients(model, images, labels)
 
             saved, peak = measure(arch_step, model, device)
@@ -259,7 +258,8 @@ def main() -> None:
         else:
             line += f" {'n/a':>14} {'n/a':>8} {'n/a':>6}"
         print(line)
-    print(f"ratios: each step ÷ the static step of the path it trains; {time.perf_counter() - started:.0f} s")
+    seconds = time.perf_counter() - started
+    print(f"ratios: each step ÷ the static step of the path it trains; {seconds:.0f} s in all")
     names = {
         "weight step (hard)": "weight_step",
         "arch step, two paths": "two_path_arch_step",

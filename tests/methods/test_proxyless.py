@@ -16,7 +16,7 @@ from slimnas.cost.counting import expected_macs
 from slimnas.cost.latency_build import build_latency_table
 from slimnas.cost.latency_predict import expected_latency
 from slimnas.data import CIFAR10_MEAN, CIFAR10_STD, BatchLoader, load_builtin
-from slimnas.methods.proxyless import ProxylessNAS, ProxylessStep
+from slimnas.methods.proxyless import ProxylessNAS, ProxylessStep, fixed_op_results
 from slimnas.methods.proxyless_paths import (
     ProxylessArch,
     Reinforce,
@@ -68,7 +68,7 @@ class Net(nn.Module):
 
 def op_space(model: nn.Module, example: torch.Tensor):
     space = slimnas.trace(model, example)
-    for unit in space.channel_units():  # ProxylessNAS searches operators only
+    for unit in [*space.channel_units(), *space.depth_units()]:  # operators only
         space = space.fix(unit.name)
     return space
 
@@ -308,6 +308,19 @@ def test_derive_moves_units_until_the_budget_holds() -> None:
     impossible = Budget("macs", 1.0, "macs<=1")
     with pytest.raises(slimnas.ConfigError, match="raise the budget"):
         derive(arch, impossible)
+
+
+def test_fixed_op_reference_reports_the_tightest_budget_it_fits() -> None:
+    _, _, space, _ = build()
+    k5 = slimnas.macs(space, space.max_arch().merged({u.name: "k5" for u in space.op_units()}))
+    budgets = [Budget("macs", k5 * f, f"macs<={k5 * f:.0f}") for f in (2.0, 1.1, 0.5)]
+    (result,) = fixed_op_results(space, budgets, "k5")
+    assert set(result.arch.values()) == {"k5"}
+    fitting = [b for b in budgets if b.fits(space, result.arch)]
+    assert len(fitting) == 2 and result.budget == budgets[1].text  # the tighter of the two
+    assert fixed_op_results(space, budgets[2:], "k5") == []  # fits none: no result
+    with pytest.raises(slimnas.ConfigError, match="k9"):
+        fixed_op_results(space, budgets, "k9")
 
 
 def test_bad_options_are_refused() -> None:

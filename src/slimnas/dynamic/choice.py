@@ -66,8 +66,12 @@ class Choice(nn.ModuleDict):
             return self[self.active](x)
         out = None
         for gate, name in zip(self.gates, self.paths):
-            o = self[name](x)
-            term = gate * (o if name == self.active else o.detach())
+            if name == self.active:
+                o = self[name](x)
+            else:  # a constant for the gate's gradient: no graph, nothing saved inside it
+                with torch.no_grad():
+                    o = self[name](x)
+            term = gate * o
             out = term if out is None else out + term
         return out
 

@@ -361,11 +361,56 @@ def plot_fronts(fronts: Mapping[str, Any], path: str | Path, colors: Mapping[str
     return _save(figure, Path(path))
 
 
+def plot_proxyless_search(
+    traces: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path
+) -> Path | None:
+    """ProxylessNAS searches epoch by epoch: the argmax arch's cost and the expected cost as
+    fractions of the budget (left), the normalised entropy of the path probabilities and the
+    held-out top-1 of the architecture steps (right). Epochs without an architecture step (the
+    warm-up) have no point.
+
+    Args:
+        traces: ``"proxyless <budget>"`` → per-epoch ``{"epoch", "cost_argmax", "cost_expected",
+            "entropy", "arch_acc"}`` (epoch means of the search's metrics.csv).
+        path: where to write the PNG.
+    """
+    traces = {name: [p for p in points if "cost_argmax" in p] for name, points in traces.items()}
+    traces = {name: points for name, points in traces.items() if points}
+    if not traces:
+        return None
+    figure = _new_figure(10.0, 3.8)
+    cost_axes, entropy_axes = figure.subplots(1, 2)
+    acc_axes = entropy_axes.twinx()
+    for i, (name, points) in enumerate(sorted(traces.items())):
+        color = _SPARE_COLORS[i % len(_SPARE_COLORS)] if i else _FIXED_COLORS["proxyless"]
+        epochs = [p["epoch"] + 1 for p in points]
+        cost_axes.plot(epochs, [p["cost_argmax"] for p in points], color=color, label=name)
+        cost_axes.plot(
+            epochs, [p["cost_expected"] for p in points], color=color, linestyle=":", alpha=0.8
+        )
+        entropy_axes.plot(epochs, [p["entropy"] for p in points], color=color, label=name)
+        acc_axes.plot(
+            epochs, [100 * p["arch_acc"] for p in points], color=color, linestyle="--", alpha=0.6
+        )
+    cost_axes.axhline(1.0, color="#555555", linewidth=0.8)
+    cost_axes.set_xlabel("Search epoch")
+    cost_axes.set_ylabel("Cost / budget (solid: argmax, dotted: expected)")
+    cost_axes.grid(alpha=0.3)
+    cost_axes.legend(frameon=False, fontsize=8)
+    entropy_axes.set_xlabel("Search epoch")
+    entropy_axes.set_ylabel("Path entropy / log N (solid)")
+    acc_axes.set_ylabel("Held-out top-1 of architecture steps (%, dashed)")
+    entropy_axes.grid(alpha=0.3)
+    figure.suptitle("ProxylessNAS searches")
+    return _save(figure, Path(path))
+
+
 __all__ = [
     "matplotlib_available",
     "method_colors",
     "plot_accuracy_vs_cost",
     "plot_channels",
     "plot_fronts",
+    "plot_proxyless_search",
     "plot_tas_search",
 ]

@@ -24,6 +24,8 @@ from slimnas.report.tables import (
     channel_units,
     channels_table,
     method_key,
+    op_units,
+    ops_table,
     order_budgets,
     recipe_table,
     summarize,
@@ -127,6 +129,7 @@ def _figures(
     out_dir: Path,
     front: Sequence[Mapping[str, Any]] = (),
     tas: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    proxyless: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> list[tuple[str, str]]:
     """Draw every figure that has data; returns (caption, file name) pairs."""
     colors = plots.method_colors(s["method"] for s in summaries)
@@ -148,6 +151,13 @@ def _figures(
     if tas and plots.plot_tas_search(tas, out_dir / "tas_search.png"):
         drawn.append(
             ("TAS searches: cost of the argmax arch and training accuracy", "tas_search.png")
+        )
+    if proxyless and plots.plot_proxyless_search(proxyless, out_dir / "proxyless_search.png"):
+        drawn.append(
+            (
+                "ProxylessNAS searches: cost of the argmax arch and path entropy",
+                "proxyless_search.png",
+            )
         )
     return drawn
 
@@ -187,7 +197,12 @@ def render_report(results: Mapping[str, Any], out_dir: str | Path) -> str:
     parts.append("## Figures")
     if plots.matplotlib_available():
         figures = _figures(
-            summaries, results.get("units") or [], out_dir, results.get("front"), results.get("tas")
+            summaries,
+            results.get("units") or [],
+            out_dir,
+            results.get("front"),
+            results.get("tas"),
+            results.get("proxyless"),
         )
         parts += [f"![{caption}]({name})" for caption, name in figures] or ["No figure has data."]
     else:
@@ -200,6 +215,13 @@ def render_report(results: Mapping[str, Any], out_dir: str | Path) -> str:
         for budget in budgets:
             group = [s for s in summaries if s["budget"] == budget]
             parts += [f"### Budget `{budget}`", channels_table(group, units)]
+    if op_units(units):
+        parts.append("## Operators per block")
+        parts.append("Candidate each method chose per searched block; `zero` removes the block.")
+        for budget in budgets:
+            group = [s for s in summaries if s["budget"] == budget]
+            if group:
+                parts += [f"### Budget `{budget}`", ops_table(group, units)]
     return "\n\n".join(parts) + "\n"
 
 

@@ -261,7 +261,24 @@ def channels_table(
     return markdown_table(header, rows, align="l" + "r" * (len(header) - 1))
 
 
+def op_units(units: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The op units (``kind`` ``"op"``)."""
+    return [u for u in units if u.get("kind") == "op"]
+
+
+def ops_table(summaries: Sequence[Mapping[str, Any]], units: Sequence[Mapping[str, Any]]) -> str:
+    """The candidate each method chose per op unit at one budget (``zero``: block removed)."""
+    header = ["Block", *(s["method"] for s in summaries)]
+    rows = [
+        [str(u["name"]), *(str(s["arch"].get(u["name"], DASH)) for s in summaries)]
+        for u in op_units(units)
+    ]
+    return markdown_table(header, rows, align="l" * len(header))
+
+
 __all__ = [
+    "op_units",
+    "ops_table",
     "METHOD_ORDER",
     "REFERENCE_METHOD",
     "budget_distance",
