@@ -17,7 +17,7 @@ CHANGES = {
     "space__channels": False,
     "search__methods": ["proxyless", "fixed"],
     "search__budgets": ["macs<=90%"],
-    "search__proxyless_warmup_epochs": 0.5,
+    "search__proxyless_warmup_epochs": 1,
     "search__proxyless_arch_every": 1,
     "search__proxyless_arch_lr": 0.05,
     "retrain__seeds": [0],
@@ -44,6 +44,7 @@ def test_proxyless_searches_each_budget_over_op_units_only(proxyless_run: Path) 
         limit = float(budget[6:-1]) / 100 * results["max"]["macs"]
         assert found["costs"]["macs"] <= limit
         assert found["info"]["arch_steps"] > 0
+        assert (folder.parent / "warmup" / "final" / "supernet.json").exists()  # shared warm-up
         assert set(found["info"]["probabilities"]) == {u["name"] for u in searchable}
         trace = results["proxyless"][f"proxyless {budget}"]
         assert 0 < trace[-1]["entropy"] <= 1 and "cost_argmax" in trace[-1]

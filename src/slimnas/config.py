@@ -459,12 +459,12 @@ class SearchConfig(Section):
     proxyless_epochs: int | None = _integer(
         None,
         1,
-        "proxyless: search epochs, warm-up included (unset: supernet.epochs, with the "
-        "[supernet] recipe)",
+        "proxyless: epochs of each search after the shared warm-up (unset: supernet.epochs, "
+        "with the [supernet] recipe)",
         True,
     )
-    proxyless_warmup_epochs: float = _number(
-        1.0, "a number >= 0", lambda v: v >= 0, "proxyless: epochs of weight steps only"
+    proxyless_warmup_epochs: int = _integer(
+        1, 0, "proxyless: epochs of weight steps only, shared by every budget's search"
     )
     proxyless_mode: str = _choice(
         "two",

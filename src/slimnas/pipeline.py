@@ -68,7 +68,13 @@ from slimnas.methods.autoslim import greedy_slim
 from slimnas.methods.baselines import evolution_search, random_search, uniform_search
 from slimnas.methods.joslim import Joslim, check_width_budgets, visited_archs
 from slimnas.methods.joslim_acquisition import botorch_modules
-from slimnas.methods.proxyless import ProxylessNAS, check_op_space, fixed_op_results
+from slimnas.methods.proxyless import (
+    ProxylessNAS,
+    WarmupStep,
+    check_op_space,
+    fixed_op_results,
+)
+from slimnas.methods.proxyless_paths import ProxylessArch
 from slimnas.methods.result import Result, arch_costs
 from slimnas.methods.scoring import ArchScorer, Score
 from slimnas.methods.tas import TAS
@@ -495,12 +501,44 @@ class Pipeline:
             atomic_write_text(out / "result.json", json.dumps(result.to_dict(), indent=1))
         return result
 
+    def _proxyless_warmup(self) -> Supernet:
+        """The weight warm-up shared by every ProxylessNAS search (§3.2; the authors warm up
+        once, then search): ``search.proxyless_warmup_epochs`` epochs of one random path per
+        step on the training split with the ``[supernet]`` recipe and its own LR schedule, in
+        ``search/proxyless/warmup/`` (resumable; the weights in ``final/``). A fresh model when
+        the warm-up is 0 epochs."""
+        p = self.prepare()
+        options, recipe = p.config.search, p.config.supernet
+        model = self._model(p.config, recipe.seed)
+        out = self.run_dir / "search" / "proxyless" / "warmup"
+        if (out / "final" / "supernet.json").exists():
+            return Supernet.load(model, out / "final").to(p.device)
+        supernet = Supernet(model, p.space).to(p.device)
+        if options.proxyless_warmup_epochs == 0:
+            return supernet
+        recipe = replace(recipe, epochs=options.proxyless_warmup_epochs)
+        train = self._loader(p.data.train, recipe.batch_size, True, recipe.seed)
+        paths = ProxylessArch(p.space, generator=torch.Generator().manual_seed(options.seed))
+        generator = torch.Generator().manual_seed(options.seed)
+        step = WarmupStep(supernet, paths, recipe.label_smoothing, generator)
+        trainer = self._trainer(supernet, train, recipe, step, out)
+        self._announce("proxyless warm-up", trainer, "one random path per step")
+        try:
+            if not self._fit(trainer, recipe.max_steps, "supernet.max_steps"):
+                raise StageStopped()
+        finally:
+            supernet.activate(supernet.max_arch())
+        if distributed.is_main():
+            supernet.save(out / "final")
+        return supernet
+
     def _proxyless(self, budget: Budget) -> Result:
-        """One ProxylessNAS search of ``budget`` in ``search/proxyless/<budget>``: a fresh copy
-        of the model whose weights train on the training split (one binarized path per step)
-        while the path logits learn on the held-out split (§3.2; the ``[supernet]`` recipe,
-        ``search.proxyless_epochs`` epochs); resumable. The derived arch is scored on the
-        held-out images with the search's own weights (BatchNorm recalibrated)."""
+        """One ProxylessNAS search of ``budget`` in ``search/proxyless/<budget>``, from the
+        shared warm-up's weights (`_proxyless_warmup`): the weights train on the training split
+        (one binarized path per step) while the path logits learn on the held-out split (§3.2;
+        the ``[supernet]`` recipe, ``search.proxyless_epochs`` epochs with a fresh LR schedule,
+        as the authors restart theirs after the warm-up); resumable. The derived arch is scored
+        on the held-out images with the search's own weights (BatchNorm recalibrated)."""
         p = self.prepare()
         options, recipe = p.config.search, p.config.supernet
         recipe = replace(recipe, epochs=options.proxyless_epochs or recipe.epochs)
@@ -509,13 +547,13 @@ class Pipeline:
             return Result.from_dict(json.loads((out / "result.json").read_text()))
         if distributed.is_distributed():
             raise ConfigError("proxyless runs in one process; run it without torchrun")
-        supernet = Supernet(self._model(p.config, recipe.seed), p.space).to(p.device)
+        supernet = self._proxyless_warmup()
         train = self._loader(p.data.train, recipe.batch_size, True, recipe.seed)
         arch_data = self._loader(p.data.heldout, recipe.batch_size, True, recipe.seed + 1)
         method = ProxylessNAS(
             epochs=recipe.epochs,
             seed=options.seed,
-            warmup_epochs=options.proxyless_warmup_epochs,
+            warmup_epochs=0,
             mode=options.proxyless_mode,
             arch_every=options.proxyless_arch_every,
             arch_lr=options.proxyless_arch_lr,

@@ -356,6 +356,45 @@ class ProxylessStep:
         self._batches = None
 
 
+class WarmupStep:
+    """Weight steps only, one path per unit drawn from ``arch_params``' p (§3.2; near uniform
+    before any architecture step): the warm-up the authors run once before their searches
+    (40 epochs, its own cosine), which `slimnas run` shares between its budgets' searches.
+
+    Args:
+        supernet, arch_params: as `ProxylessStep`.
+        label_smoothing: of the CE.
+        generator: path draws; saved in checkpoints.
+
+    Metrics: ``acc`` (weight batch).
+    """
+
+    def __init__(
+        self,
+        supernet,
+        arch_params: ProxylessArch,
+        label_smoothing: float = 0.1,
+        generator: torch.Generator | None = None,
+    ):
+        self.supernet = supernet
+        self.arch = arch_params
+        self.label_smoothing = label_smoothing
+        self.generator = generator if generator is not None else torch.Generator()
+
+    def __call__(self, model: nn.Module, batch: Any, backward: Backward) -> tuple:
+        images, labels = batch
+        self.supernet.activate(self.arch.arch_of(self.arch.sample(self.generator)))
+        out = model(images)
+        loss = cross_entropy(out, labels, self.label_smoothing)
+        return loss, {"acc": top1(out.detach(), labels)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": generator_state(self.generator)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        set_generator_state(self.generator, state["generator"])
+
+
 # ------------------------------------------------------------------------------- method
 class ProxylessNAS:
     """ProxylessNAS on a supernet (module doc): ``fit`` searches one budget, ``search`` derives
@@ -562,6 +601,7 @@ __all__ = [
     "ProxylessNAS",
     "ProxylessStep",
     "Reinforce",
+    "WarmupStep",
     "cost_loss",
     "check_op_space",
     "derive",
