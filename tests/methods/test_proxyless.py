@@ -25,6 +25,7 @@ from slimnas.methods.proxyless_paths import (
     rescale_pair,
     sample_pair,
 )
+from slimnas.train import Trainer
 from tests.cost.test_latency import FAST
 
 KERNELS = (3, 5, 7)
@@ -334,8 +335,8 @@ def test_bad_options_are_refused() -> None:
         ProxylessArch(plain)
 
 
-@pytest.mark.parametrize("mode", ["two", "reinforce"])
-def test_a_real_search_learns_the_logits_and_meets_its_budget(mode, tmp_path) -> None:
+def new_search(run_dir=None, **options):
+    """A fresh toy supernet, its 8x8 built-in CIFAR-10 crops (two loaders) and the method."""
     torch.manual_seed(0)
     model = Net()
     images, labels = load_builtin(train=True)
@@ -350,23 +351,44 @@ def test_a_real_search_learns_the_logits_and_meets_its_budget(mode, tmp_path) ->
     space = op_space(model, torch.randn(1, 3, 8, 8))
     supernet = slimnas.Supernet(model, space)
     train, held = loader(slice(0, 128), 0), loader(slice(128, 256), 1)
-    method = ProxylessNAS(
-        epochs=3,
-        warmup_epochs=1,
-        arch_every=1,
-        arch_lr=0.05,
-        mode=mode,
-        run_dir=tmp_path,
-        progress=False,
-        reinforce_samples=4,
-    )
+    settings = {"epochs": 3, "warmup_epochs": 1, "arch_every": 1, "arch_lr": 0.05}
+    method = ProxylessNAS(run_dir=run_dir, progress=False, **{**settings, **options})
+    return method, supernet, space, train, held
+
+
+@pytest.mark.parametrize("mode", ["two", "full", "reinforce"])
+def test_a_real_search_learns_the_logits_and_meets_its_budget(mode, tmp_path) -> None:
+    method, supernet, space, train, held = new_search(tmp_path, mode=mode, reinforce_samples=4)
     method.fit(supernet, train, held, "macs<=50%")
     (result,) = method.search()
     assert result.info["arch_steps"] == 2 * len(train)  # every step after the 1-epoch warm-up
-    moved = [
-        float((lg.detach() - lg.detach().mean()).abs().max()) for lg in method.arch_params.logits
-    ]
-    assert min(moved) > 1e-3  # every unit learned something
+    logits = [lg.detach() for lg in method.arch_params.logits]
+    assert min(float((lg - lg.mean()).abs().max()) for lg in logits) > 1e-3  # every unit moved
     budget = Budget.parse("macs<=50%", space)
     assert budget.fits(space, result.arch)
     assert (tmp_path / "metrics.csv").exists()
+    with pytest.raises(slimnas.ConfigError, match="fitted for"):
+        method.search(["macs<=30%"])
+
+
+def test_an_interrupted_search_resumes_to_the_same_logits_and_weights(tmp_path) -> None:
+    method, supernet, _, train, held = new_search()
+    method.fit(supernet, train, held, "macs<=50%")
+    whole = [p.detach().clone() for p in method.arch_params.logits]
+    weights = supernet.state_dict()
+
+    run = tmp_path / "proxyless"
+    method, supernet, space, train, held = new_search(run)
+    step = method.make_step(supernet, held, Budget.parse("macs<=50%", space), len(train))
+    options = {"lr": method.lr, "weight_decay": method.weight_decay, "seed": method.seed}
+    trainer = Trainer(
+        supernet, train, step_fn=step, epochs=3, run_dir=run, progress=False, **options
+    )
+    trainer.fit(until_step=6)  # stopped inside the search epochs, after a few arch steps
+
+    method, supernet, _, train, held = new_search(run)  # a new process, say
+    method.fit(supernet, train, held, "macs<=50%")
+    for a, b in zip(whole, method.arch_params.logits):
+        assert torch.equal(a, b)
+    for name, tensor in supernet.state_dict().items():
+        assert torch.equal(tensor, weights[name]), name
