@@ -477,8 +477,9 @@ class SearchConfig(Section):
     )
     proxyless_loss: str = _choice(
         "mul_log",
-        ("mul_log", "add_linear"),
-        "proxyless: cost term, alpha*CE*(log E/log T)^beta or CE + lambda*(E - T)/T",
+        ("mul_log", "add_linear", "band"),
+        "proxyless: cost term, alpha*CE*(log E/log T)^beta, CE + lambda*(E - T)/T, or band "
+        "(TAS's Eq. 8: seeks [(1 - tolerance) T, T])",
     )
     proxyless_loss_alpha: float = _number(
         0.2, "a positive number", _positive, "proxyless: alpha of mul_log"
@@ -488,6 +489,12 @@ class SearchConfig(Section):
     )
     proxyless_loss_lambda: float = _number(
         0.1, "a number >= 0", lambda v: v >= 0, "proxyless: lambda of add_linear"
+    )
+    proxyless_band_weight: float = _number(
+        2.0, "a number >= 0", lambda v: v >= 0, "proxyless: weight of the band loss"
+    )
+    proxyless_tolerance: float = _number(
+        0.05, "a number in [0, 1)", lambda v: 0 <= v < 1, "proxyless: band below the budget"
     )
     fixed_op: str = _text(
         "k3e6", "fixed: the candidate every op unit takes (MobileNetV2-like: k3e6)"

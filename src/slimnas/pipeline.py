@@ -561,6 +561,8 @@ class Pipeline:
             loss_alpha=options.proxyless_loss_alpha,
             loss_beta=options.proxyless_loss_beta,
             loss_lambda=options.proxyless_loss_lambda,
+            band_weight=options.proxyless_band_weight,
+            tolerance=options.proxyless_tolerance,
             label_smoothing=recipe.label_smoothing,
         )
         step = method.make_step(supernet, arch_data, budget, len(train))

@@ -250,6 +250,13 @@ def test_cost_loss_forms() -> None:
     assert torch.allclose(linear, torch.tensor(2.0 + 0.1 * 0.2))
     with pytest.raises(slimnas.ConfigError, match="loss form"):
         cost_loss(ce, expected, 5.0, "quadratic")
+    # band: pushes the expected cost down above the target, up below (1 − t)·T, not inside.
+    for actual, sign in ((5.5, 1), (4.0, -1), (4.9, 0)):
+        loss = cost_loss(ce, expected, 5.0, "band", actual=actual, band_weight=2.0, tolerance=0.05)
+        (grad,) = torch.autograd.grad(loss, expected)
+        assert torch.sign(grad) == sign, (actual, grad)
+    with pytest.raises(slimnas.ConfigError, match="argmax"):
+        cost_loss(ce, expected, 5.0, "band")
 
 
 def test_reinforce_finds_the_better_arm_of_a_bandit() -> None:

@@ -108,7 +108,8 @@ class ProxylessStep:
         mode: ``"two"``, ``"full"`` or ``"reinforce"`` (module doc).
         arch_every: weight steps per architecture step.
         arch_lr: Adam's learning rate on the logits (β = (0, 0.999), the authors').
-        loss_form, loss_alpha, loss_beta, loss_lambda: the cost term (`cost_loss`).
+        loss_form, loss_alpha, loss_beta, loss_lambda, band_weight, tolerance: the cost term
+            (`cost_loss`).
         label_smoothing: of the weight steps' CE (the architecture steps use plain CE).
         reinforce_samples: archs per REINFORCE update (the authors: 10).
         reinforce_exponent: w of the reward acc · (T / cost)^w (the authors: 0.1).
@@ -136,6 +137,8 @@ class ProxylessStep:
         loss_alpha: float = 0.2,
         loss_beta: float = 0.3,
         loss_lambda: float = 0.1,
+        band_weight: float = 2.0,
+        tolerance: float = 0.05,
         label_smoothing: float = 0.1,
         reinforce_samples: int = 10,
         reinforce_exponent: float = 0.1,
@@ -168,6 +171,8 @@ class ProxylessStep:
             "alpha": loss_alpha,
             "beta": loss_beta,
             "lam": loss_lambda,
+            "band_weight": band_weight,
+            "tolerance": tolerance,
         }
         self.label_smoothing = label_smoothing
         self.reinforce_samples = reinforce_samples
@@ -261,7 +266,10 @@ class ProxylessStep:
         out = model(images)
         ce = cross_entropy(out, labels)
         expected = self.expected_cost(space, probs, arch.base)
-        loss = cost_loss(ce, expected, self.budget.limit, **self.loss_options)
+        actual = None
+        if self.loss_options["form"] == "band":  # the band's side is the argmax arch's cost
+            actual = self.budget.cost(space, arch.argmax())
+        loss = cost_loss(ce, expected, self.budget.limit, actual=actual, **self.loss_options)
         if not bool(torch.isfinite(loss.detach())):
             raise TrainingError(
                 f"the ProxylessNAS architecture loss is {float(loss)} at step {self.steps + 1}; "
@@ -407,7 +415,8 @@ class ProxylessNAS:
         epochs, lr, weight_decay: the weight training (SGD, Nesterov, cosine) of the search,
             warm-up included.
         warmup_epochs, mode, arch_every, arch_lr, loss_form, loss_alpha, loss_beta,
-            loss_lambda, label_smoothing, reinforce_samples, reinforce_exponent: see
+            loss_lambda, band_weight, tolerance, label_smoothing, reinforce_samples,
+            reinforce_exponent: see
             `ProxylessStep`.
         seed: initial logits, path draws and the weights' training.
         run_dir: checkpoints of the search; an interrupted `fit` resumes there.
@@ -431,6 +440,8 @@ class ProxylessNAS:
         loss_alpha: float = 0.2,
         loss_beta: float = 0.3,
         loss_lambda: float = 0.1,
+        band_weight: float = 2.0,
+        tolerance: float = 0.05,
         label_smoothing: float = 0.1,
         reinforce_samples: int = 10,
         reinforce_exponent: float = 0.1,
@@ -456,6 +467,8 @@ class ProxylessNAS:
             "loss_alpha": loss_alpha,
             "loss_beta": loss_beta,
             "loss_lambda": loss_lambda,
+            "band_weight": band_weight,
+            "tolerance": tolerance,
             "label_smoothing": label_smoothing,
             "reinforce_samples": reinforce_samples,
             "reinforce_exponent": reinforce_exponent,

@@ -15,10 +15,11 @@ from torch import nn
 
 from slimnas.cost.budget import Budget
 from slimnas.errors import ConfigError
+from slimnas.methods.tas import cost_loss as band_loss
 from slimnas.space.space import Space
 from slimnas.space.units import Arch
 
-LOSS_FORMS = ("mul_log", "add_linear")
+LOSS_FORMS = ("mul_log", "add_linear", "band")
 MUL_LOG_REFERENCE = 80.0  # the authors' mobile latency target (ms), the scale of mul_log's logs
 
 
@@ -126,11 +127,17 @@ def cost_loss(
     alpha: float = 0.2,
     beta: float = 0.3,
     lam: float = 0.1,
+    actual: float | None = None,
+    band_weight: float = 2.0,
+    tolerance: float = 0.05,
 ) -> torch.Tensor:
     """§3.3's hardware-aware loss on the expected cost ``expected`` against ``target``.
 
     ``mul_log``: α · CE · (log E' / log T')^β with E, T rescaled so that T' = 80 (module doc);
-    ``add_linear``: CE + λ · (E − T) / T.
+    ``add_linear``: CE + λ · (E − T) / T. Both always reward a cheaper arch, so how close the
+    result lands to T depends on how strongly CE pulls back. ``band`` (not in the paper: TAS's
+    Eq. 8, Dong & Yang 2019) seeks the target: CE + w · (±log E) with the sign from ``actual``,
+    the argmax arch's cost: down above T, up below (1 − tolerance)·T, 0 in between.
     """
     if form == "mul_log":
         scale = MUL_LOG_REFERENCE / target
@@ -138,6 +145,10 @@ def cost_loss(
         return alpha * ce * ratio.clamp_min(1e-6) ** beta
     if form == "add_linear":
         return ce + lam * (expected - target) / target
+    if form == "band":
+        if actual is None:
+            raise ConfigError("the band loss needs the argmax arch's cost (actual)")
+        return ce + band_weight * band_loss(expected, actual, target, tolerance)
     raise ConfigError(
         f"unknown ProxylessNAS loss form {form!r}; use one of {', '.join(LOSS_FORMS)}"
     )
