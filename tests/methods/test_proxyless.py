@@ -363,9 +363,13 @@ def new_search(run_dir=None, **options):
     return method, supernet, space, train, held
 
 
-@pytest.mark.parametrize("mode", ["two", "full", "reinforce"])
-def test_a_real_search_learns_the_logits_and_meets_its_budget(mode, tmp_path) -> None:
-    method, supernet, space, train, held = new_search(tmp_path, mode=mode, reinforce_samples=4)
+@pytest.mark.parametrize(
+    "mode, loss",
+    [("two", "mul_log"), ("full", "add_linear"), ("reinforce", "mul_log"), ("two", "band")],
+)
+def test_a_real_search_learns_the_logits_and_meets_its_budget(mode, loss, tmp_path) -> None:
+    options = {"mode": mode, "loss_form": loss, "reinforce_samples": 4}
+    method, supernet, space, train, held = new_search(tmp_path, **options)
     method.fit(supernet, train, held, "macs<=50%")
     (result,) = method.search()
     assert result.info["arch_steps"] == 2 * len(train)  # every step after the 1-epoch warm-up
