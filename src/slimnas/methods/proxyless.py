@@ -31,8 +31,9 @@ N(0, 10⁻³) as the authors do) and path probabilities p = softmax(α). One sea
    E[LAT] = fixed parts + Σ_blocks Σ_i p_i · F(op_i) from the latency table of the device in use
    (`expected_latency`; the zero op costs nothing but its residual add), for MACs / params /
    memory their expected forms. Forms (`cost_loss`): ``"mul_log"``
-   α_r · CE · (log E / log T)^β (α_r = 0.2, β = 0.3, the authors' defaults) and
-   ``"add_linear"`` CE + λ · (E − T) / T (λ = 0.1). Adam with β₁ = 0 (the authors'), so entries
+   α_r · CE · (log E / log T)^β (α_r = 0.2, β = 0.3, the authors' defaults),
+   ``"add_linear"`` CE + λ · (E − T) / T (λ = 0.1); ``"band"`` (not in the paper: TAS's Eq. 8)
+   seeks the budget from both sides. Adam with β₁ = 0 (the authors'), so entries
    whose gradient is zero in a step do not move.
 3. **derivation** (§3.4): the argmax op of every unit (`ProxylessArch.argmax`); a chosen zero op
    removes its block on export. The loss is a soft trade-off, so the argmax can miss the budget:
