@@ -326,7 +326,9 @@ def test_fixed_op_reference_reports_the_tightest_budget_it_fits() -> None:
     assert set(result.arch.values()) == {"k5"}
     fitting = [b for b in budgets if b.fits(space, result.arch)]
     assert len(fitting) == 2 and result.budget == budgets[1].text  # the tighter of the two
-    assert fixed_op_results(space, budgets[2:], "k5") == []  # fits none: no result
+    (over,) = fixed_op_results(space, budgets[2:], "k5")  # fits none: shown, marked over
+    assert over.budget == budgets[2].text and over.info["over"] == pytest.approx(2.0)
+    assert over.info["reference"] and result.info["reference"] and "over" not in result.info
     with pytest.raises(slimnas.ConfigError, match="k9"):
         fixed_op_results(space, budgets, "k9")
 

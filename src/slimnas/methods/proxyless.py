@@ -590,8 +590,9 @@ def check_op_space(space: Space, methods: Sequence[str], fixed_op: str) -> None:
 def fixed_op_results(space: Space, budgets: Sequence[Budget], op: str, scorer=None) -> list[Result]:
     """The hand-designed reference of an op space: every op unit that has candidate ``op``
     takes it (``"k3e6"``: MobileNetV2's blocks), the rest stay at the max arch. It is one arch,
-    not a search, so it gets one `Result`: for the budget it fits most tightly (highest cost /
-    limit); none when it fits no budget (logged).
+    not a search, so it gets one `Result`: under the budget it fits most tightly (highest cost /
+    limit), or, when it fits none, under the loosest one, marked over budget (``info["over"]``:
+    its cost / limit): a reference is reported, not made to fit. ``info["reference"]`` is True.
 
     Raises:
         ConfigError: no op unit of ``space`` has candidate ``op``.
@@ -599,13 +600,22 @@ def fixed_op_results(space: Space, budgets: Sequence[Budget], op: str, scorer=No
     check_op_space(space, ["fixed"], op)
     units = [u for u in space.op_units() if op in u.choices]
     arch = space.max_arch().merged({u.name: op for u in units})
+    share = {b.text: b.cost(space, arch) / b.limit for b in budgets}
     fitting = [b for b in budgets if b.fits(space, arch)]
-    if not fitting:
-        log.warning("fixed: every op unit at %s fits none of the budgets; no result", op)
-        return []
-    budget = max(fitting, key=lambda b: b.cost(space, arch) / b.limit)
+    info: dict[str, Any] = {"op": op, "reference": True}
+    if fitting:
+        budget = max(fitting, key=lambda b: share[b.text])
+    else:
+        budget = min(budgets, key=lambda b: share[b.text])
+        info["over"] = round(share[budget.text], 4)
+        log.warning(
+            "fixed: every op unit at %s fits none of the budgets; reported under %s at %.0f %%",
+            op,
+            budget.text,
+            100 * share[budget.text],
+        )
     score = scorer.score(arch) if scorer is not None else None
-    return [Result.of("fixed", budget, space, arch, score, op=op)]
+    return [Result.of("fixed", budget, space, arch, score, **info)]
 
 
 __all__ = [
