@@ -104,8 +104,15 @@ def _summary_paragraph(results: Mapping[str, Any], rows: Sequence[Mapping[str, A
     methods = sorted({str(r["method"]) for r in rows}, key=method_key)
     budgets = order_budgets(str(r["budget"]) for r in rows)
     seeds = sorted({r.get("seed") for r in rows if r.get("seed") is not None})
+    kinds = {u.get("kind", "channel") for u in results.get("units") or []}
+    searched = " and ".join(
+        what
+        for kind, what in (("channel", "channel widths"), ("depth", "depths"), ("op", "operators"))
+        if kind in kinds
+    )
     text = (
-        f"We searched the channel widths of **{model}** on {data} with {_join(methods)} "
+        f"We searched the {searched or 'channel widths'} of **{model}** on {data} with "
+        f"{_join(methods)} "
         f"under the budgets {_join(budgets)}, then retrained each found arch with seeds "
         f"{_join(seeds)}; the recipe is below."
     )
