@@ -70,6 +70,7 @@ from torch import nn
 from slimnas.cost.budget import Budget
 from slimnas.dynamic.choice import Choice, gate_to_logit_grad
 from slimnas.errors import ConfigError
+from slimnas.methods.one_budget import OneBudgetSearch
 from slimnas.methods.proxyless_paths import (
     LOSS_FORMS,
     ProxylessArch,
@@ -82,7 +83,6 @@ from slimnas.methods.proxyless_paths import (
 from slimnas.methods.result import Result
 from slimnas.methods.tas import expected_form
 from slimnas.space.space import Space
-from slimnas.train import Trainer, checkpoint_dirs
 from slimnas.train.losses import cross_entropy
 from slimnas.train.rng import generator_state, set_generator_state
 from slimnas.train.step import Backward, Metrics, top1
@@ -405,7 +405,7 @@ class WarmupStep:
 
 
 # ------------------------------------------------------------------------------- method
-class ProxylessNAS:
+class ProxylessNAS(OneBudgetSearch):
     """ProxylessNAS on a supernet (module doc): ``fit`` searches one budget, ``search`` derives
     the arch.
 
@@ -500,50 +500,6 @@ class ProxylessNAS:
             **self.step_options,
         )
         return self._step
-
-    def fit(self, supernet, train: Any, arch_data: Any, budget: Budget | str) -> ProxylessNAS:
-        """Search ``budget``: weights on ``train``, architecture on ``arch_data`` (two
-        `BatchLoader`s over a split of the training data). Changes the supernet's weights."""
-        if not isinstance(budget, Budget):
-            budget = Budget.parse(budget, supernet.space)
-        budget.check_feasible(supernet.space)
-        step = self.make_step(supernet, arch_data, budget, len(train))
-        resume = self.run_dir is not None and bool(checkpoint_dirs(self.run_dir))
-        trainer = Trainer(
-            supernet,
-            train,
-            step_fn=step,
-            epochs=self.epochs,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            run_dir=self.run_dir,
-            seed=self.seed,
-            progress=self.progress,
-            resume=resume,
-            **self.trainer_options,
-        )
-        try:
-            trainer.fit()
-        finally:
-            supernet.activate(supernet.max_arch())
-        return self
-
-    def search(self, budgets: Sequence[Budget | str] | None = None, scorer=None) -> list[Result]:
-        """The derived arch of the fitted budget (one `Result`); ``scorer`` scores it.
-
-        Raises:
-            ConfigError: not fitted, or ``budgets`` names another budget than the fitted one.
-        """
-        if self.arch_params is None or self.budget is None:
-            raise ConfigError("proxyless: call fit(...) before search(...)")
-        for b in [budgets] if isinstance(budgets, (str, Budget)) else budgets or []:
-            text = b.text if isinstance(b, Budget) else b
-            if text.strip() != self.budget.text:
-                raise ConfigError(
-                    f"proxyless was fitted for {self.budget.text}, not {text}; ProxylessNAS "
-                    "searches one budget per fit: fit again for it"
-                )
-        return [self.result(scorer)]
 
     def result(self, scorer=None, method: str | None = None) -> Result:
         """The `Result` of the fitted search (derived arch, probabilities, adjustments)."""

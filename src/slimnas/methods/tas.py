@@ -49,10 +49,10 @@ from slimnas.cost.counting import expected_macs, expected_params
 from slimnas.cost.latency_predict import expected_latency
 from slimnas.cost.memory import expected_peak_memory
 from slimnas.errors import ConfigError
+from slimnas.methods.one_budget import OneBudgetSearch
 from slimnas.methods.result import Result
 from slimnas.space.space import Space
 from slimnas.space.units import Arch, ChannelUnit, DepthUnit
-from slimnas.train import Trainer, checkpoint_dirs
 from slimnas.train.losses import cross_entropy
 from slimnas.train.rng import generator_state, set_generator_state
 from slimnas.train.step import Backward, Metrics, top1
@@ -410,7 +410,7 @@ class TASStep:
 
 
 # ------------------------------------------------------------------------------- method
-class TAS:
+class TAS(OneBudgetSearch):
     """TAS on a supernet (module doc): ``fit`` searches one budget, ``search`` derives the arch.
 
     ``TAS(epochs=10).fit(supernet, weight_batches, arch_batches, "macs<=50%").search()``
@@ -492,52 +492,6 @@ class TAS:
             **self.step_options,
         )
         return self._step
-
-    def fit(self, supernet, train: Any, arch_data: Any, budget: Budget | str) -> TAS:
-        """Search ``budget``: weights on ``train``, architecture on ``arch_data`` (two
-        `BatchLoader`s over the two halves of the training data). Changes the supernet's
-        weights."""
-        if not isinstance(budget, Budget):
-            budget = Budget.parse(budget, supernet.space)
-        budget.check_feasible(supernet.space)
-        step = self.make_step(supernet, arch_data, budget, len(train))
-        resume = self.run_dir is not None and bool(checkpoint_dirs(self.run_dir))
-        trainer = Trainer(
-            supernet,
-            train,
-            step_fn=step,
-            epochs=self.epochs,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            run_dir=self.run_dir,
-            seed=self.seed,
-            progress=self.progress,
-            resume=resume,
-            **self.trainer_options,
-        )
-        try:
-            trainer.fit()
-        finally:
-            supernet.activate(supernet.max_arch())
-        return self
-
-    def search(self, budgets: Sequence[Budget | str] | None = None, scorer=None) -> list[Result]:
-        """The derived arch of the fitted budget (one `Result`); ``scorer`` scores it.
-
-        Raises:
-            ConfigError: not fitted, or ``budgets`` names another budget than the fitted one
-                (TAS learns one budget per search).
-        """
-        if self.arch_params is None or self.budget is None:
-            raise ConfigError("tas: call fit(...) before search(...)")
-        for b in [budgets] if isinstance(budgets, (str, Budget)) else budgets or []:
-            text = b.text if isinstance(b, Budget) else b
-            if text.strip() != self.budget.text:
-                raise ConfigError(
-                    f"tas was fitted for {self.budget.text}, not {text}; TAS searches one "
-                    "budget per fit: fit again for it"
-                )
-        return [self.result(scorer)]
 
     def result(self, scorer=None, method: str | None = None) -> Result:
         """The `Result` of the fitted search (derived arch, probabilities, adjustments)."""
