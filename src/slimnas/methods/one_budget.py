@@ -17,6 +17,34 @@ from slimnas.methods.result import Result
 from slimnas.train import Trainer, checkpoint_dirs
 
 
+class CyclingBatches:
+    """The next batch of a loader on every `next` call, starting its next epoch when one ends;
+    its place is the loader's own (``state_dict`` / ``load_state_dict``), so a resumed step
+    reads on where the interrupted one stopped. The held-out batches of the architecture
+    steps of TAS and ProxylessNAS."""
+
+    def __init__(self, loader: Any):
+        self.loader = loader
+        self._batches = None
+
+    def next(self):
+        if self._batches is None:
+            self._batches = iter(self.loader)
+        batch = next(self._batches, None)
+        if batch is None:  # the loader's epoch is exhausted: its next one
+            self._batches = iter(self.loader)
+            batch = next(self._batches)
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.loader.state_dict()
+
+    def load_state_dict(self, state: Any) -> None:
+        """Move the loader to ``state``; the next batch comes from there."""
+        self.loader.load_state_dict(state)
+        self._batches = None
+
+
 class OneBudgetSearch:
     """``fit`` trains the weights and the architecture parameters for one budget through the
     `Trainer` (resumable in ``run_dir``); ``search`` returns the derived arch's `Result`."""
@@ -78,4 +106,4 @@ class OneBudgetSearch:
         raise NotImplementedError
 
 
-__all__ = ["OneBudgetSearch"]
+__all__ = ["CyclingBatches", "OneBudgetSearch"]

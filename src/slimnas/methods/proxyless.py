@@ -70,7 +70,7 @@ from torch import nn
 from slimnas.cost.budget import Budget
 from slimnas.dynamic.choice import Choice, gate_to_logit_grad
 from slimnas.errors import ConfigError
-from slimnas.methods.one_budget import OneBudgetSearch
+from slimnas.methods.one_budget import CyclingBatches, OneBudgetSearch
 from slimnas.methods.proxyless_paths import (
     LOSS_FORMS,
     ProxylessArch,
@@ -163,6 +163,7 @@ class ProxylessStep:
         self.supernet = supernet
         self.arch = arch_params
         self.arch_loader = arch_loader
+        self._held = CyclingBatches(arch_loader)
         self.budget = budget
         self.mode = mode
         self.arch_every = arch_every
@@ -191,17 +192,10 @@ class ProxylessStep:
             k: float("nan")
             for k in ("arch_loss", "arch_acc", "cost_expected", "cost_argmax", "entropy")
         }
-        self._batches = None
 
     # ------------------------------------------------------------------------ helpers
     def _arch_batch(self):
-        if self._batches is None:
-            self._batches = iter(self.arch_loader)
-        batch = next(self._batches, None)
-        if batch is None:  # the held-out split is exhausted: its next epoch
-            self._batches = iter(self.arch_loader)
-            batch = next(self._batches)
-        return batch
+        return self._held.next()
 
     def _choice(self, name: str) -> Choice:
         return self.supernet.model.get_submodule(name)
@@ -347,7 +341,7 @@ class ProxylessStep:
             "baseline": self.reinforce.baseline,
             "last": {k: float(v) for k, v in self.last.items()},
             "generator": generator_state(self.generator),
-            "arch_loader": self.arch_loader.state_dict(),
+            "arch_loader": self._held.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -361,8 +355,7 @@ class ProxylessStep:
         self.reinforce.baseline = state["baseline"]
         self.last = dict(state["last"])
         set_generator_state(self.generator, state["generator"])
-        self.arch_loader.load_state_dict(state["arch_loader"])
-        self._batches = None
+        self._held.load_state_dict(state["arch_loader"])
 
 
 class WarmupStep:

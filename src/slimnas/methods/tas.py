@@ -49,7 +49,7 @@ from slimnas.cost.counting import expected_macs, expected_params
 from slimnas.cost.latency_predict import expected_latency
 from slimnas.cost.memory import expected_peak_memory
 from slimnas.errors import ConfigError
-from slimnas.methods.one_budget import OneBudgetSearch
+from slimnas.methods.one_budget import CyclingBatches, OneBudgetSearch
 from slimnas.methods.result import Result
 from slimnas.space.space import Space
 from slimnas.space.units import Arch, ChannelUnit, DepthUnit
@@ -318,6 +318,7 @@ class TASStep:
         self.supernet = supernet
         self.arch = arch_params
         self.arch_loader = arch_loader
+        self._held = CyclingBatches(arch_loader)
         self.budget = budget
         self.steps_per_epoch = steps_per_epoch
         self.epochs = epochs
@@ -331,19 +332,12 @@ class TASStep:
             arch_params.parameters(), lr=arch_lr, betas=(0.5, 0.999), weight_decay=arch_weight_decay
         )
         self.steps = 0
-        self._batches = None
 
     def tau(self) -> float:
         return tau_at(self.steps // self.steps_per_epoch, self.epochs, *self.tau_options)
 
     def _arch_batch(self):
-        if self._batches is None:
-            self._batches = iter(self.arch_loader)
-        batch = next(self._batches, None)
-        if batch is None:  # the architecture half is exhausted: its next epoch
-            self._batches = iter(self.arch_loader)
-            batch = next(self._batches)
-        return batch
+        return self._held.next()
 
     def _activate(self, tau: float, detach: bool) -> None:
         widths, depths = self.arch.sample(tau, self.generator, detach)
@@ -394,7 +388,7 @@ class TASStep:
             "optimizer": self.optimizer.state_dict(),
             "steps": self.steps,
             "generator": generator_state(self.generator),
-            "arch_loader": self.arch_loader.state_dict(),
+            "arch_loader": self._held.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -405,8 +399,7 @@ class TASStep:
         self.optimizer.load_state_dict(state["optimizer"])
         self.steps = int(state["steps"])
         set_generator_state(self.generator, state["generator"])
-        self.arch_loader.load_state_dict(state["arch_loader"])
-        self._batches = None
+        self._held.load_state_dict(state["arch_loader"])
 
 
 # ------------------------------------------------------------------------------- method
