@@ -162,7 +162,6 @@ class ProxylessStep:
                     raise
         self.supernet = supernet
         self.arch = arch_params
-        self.arch_loader = arch_loader
         self._held = CyclingBatches(arch_loader)
         self.budget = budget
         self.mode = mode

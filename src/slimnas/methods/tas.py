@@ -317,7 +317,6 @@ class TASStep:
         tau_at(0, epochs, tau_max, tau_min, tau_schedule)  # an unknown schedule fails now
         self.supernet = supernet
         self.arch = arch_params
-        self.arch_loader = arch_loader
         self._held = CyclingBatches(arch_loader)
         self.budget = budget
         self.steps_per_epoch = steps_per_epoch
