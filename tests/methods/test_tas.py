@@ -27,7 +27,7 @@ from slimnas.methods.tas import (
 )
 from slimnas.models import MODELS
 from slimnas.train import Trainer
-from tests.cost.test_latency import FAST, TinyNet, traced
+from tests.cost.test_latency import FAST, TinyNet, midway_budget, traced
 
 
 @pytest.fixture(scope="module")
@@ -263,7 +263,7 @@ def test_a_latency_budget_searches_on_the_tables_expected_latency(tmp_path) -> N
     model, space, example = traced(TinyNet)  # a small residual net and a real torch table
     table = tmp_path / "table.json"
     target = build_latency_table(model, space, example, table, runtime="torch", **FAST).target
-    budget = Budget.parse("latency_ms<=60%", space, latency=target)
+    budget = midway_budget(space, target)
     arch = TASArch(space, generator=torch.Generator().manual_seed(1)).double()
     form = expected_form(budget)
     assert float(form(space, arch.probs()).detach()) == pytest.approx(
