@@ -15,7 +15,7 @@ from torch import nn
 import slimnas
 from slimnas.cost import latency_build
 from slimnas.cost.budget import Budget
-from slimnas.cost.latency import measure_latency
+from slimnas.cost.latency import measure_latencies, measure_latency
 from slimnas.cost.latency_build import build_latency_table, fit_line
 from slimnas.cost.latency_predict import expected_latency, predict_latency
 from slimnas.cost.latency_table import LatencyTable, load_latency_target
@@ -25,7 +25,14 @@ from slimnas.methods.autoslim import greedy_slim
 from slimnas.methods.baselines import random_search
 from slimnas.methods.scoring import Score
 
-FAST = {"warmup": 1, "repeats": 3, "rounds": 1, "calibration_archs": 3, "calibration_repeats": 3}
+FAST = {
+    "warmup": 1,
+    "repeats": 3,
+    "rounds": 1,
+    "calibration_archs": 3,
+    "calibration_rounds": 2,
+    "calibration_repeats": 3,
+}
 
 
 class Block(nn.Module):
@@ -125,6 +132,44 @@ def test_measure_latency_refuses_what_it_cannot_measure(tiny) -> None:
         measure_latency(model, (1, 3, 16, 16), threads=0)
 
 
+class Recorder(nn.Module):
+    """Appends its name to a shared log on every call; ``width`` sets how much work it does."""
+
+    def __init__(self, name: str, log: list[str], width: int):
+        super().__init__()
+        self.name, self.log = name, log
+        self.conv = nn.Conv2d(3, width, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.log.append(self.name)
+        return self.conv(x)
+
+
+def test_measure_latencies_interleaves_rounds_and_pools_them() -> None:
+    log: list[str] = []
+    models = [Recorder("small", log, 2), Recorder("large", log, 256)]
+    models[0].eval()  # and models[1] in training mode, as built
+    small, large = measure_latencies(
+        models, (1, 3, 32, 32), threads=1, warmup=2, rounds=4, repeats=3, seed=5
+    )
+    assert small.repeats == large.repeats == 12  # every round's calls pooled
+    assert (small.threads, small.batch, small.runtime) == (1, 1, "torch")
+    assert models[1].training and not models[0].training  # each model's own mode restored
+    warm, rest = log[:4], log[4:]
+    assert warm == ["small"] * 2 + ["large"] * 2
+    # Then bursts of one untimed and three timed calls, each model once per round.
+    bursts = [rest[i : i + 4] for i in range(0, len(rest), 4)]
+    assert len(bursts) == 8 and all(len(set(b)) == 1 for b in bursts)
+    for round_ in range(4):
+        assert sorted(b[0] for b in bursts[2 * round_ : 2 * round_ + 2]) == ["large", "small"]
+    assert small.median_ms < large.median_ms  # 128 times the work
+
+
+def test_measure_latencies_refuses_bad_settings(tiny) -> None:
+    with pytest.raises(LatencyError, match="rounds >= 1"):
+        measure_latencies([tiny[0]], (1, 3, 16, 16), rounds=0)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
 def test_cuda_without_a_gpu_is_one_clear_error(tiny) -> None:
     with pytest.raises(LatencyError, match="needs a CUDA GPU") as info:
@@ -194,18 +239,28 @@ def test_rebuilding_measures_nothing_and_a_killed_build_resumes(tiny, tmp_path, 
             raise Killed  # the first build dies after four entries
         return real(*args, **kwargs)
 
+    calibrations = []  # the models of each calibration measurement
+    real_many = latency_build.measure_latencies
+
+    def counted_many(models, *args, **kwargs):
+        calibrations.append(len(models))
+        return real_many(models, *args, **kwargs)
+
     monkeypatch.setattr(latency_build, "measure_latency", counted)
+    monkeypatch.setattr(latency_build, "measure_latencies", counted_many)
     with pytest.raises(Killed):
         build_latency_table(model, space, example, path, runtime="torch", **FAST)
     saved = json.loads(path.read_text())["targets"][0]["entries"]
     assert len(saved) == 4  # what was measured before the kill is in the file
+    assert calibrations == []  # the calibration comes after the entries
     calls.clear()
     first = build_latency_table(model, space, example, path, runtime="torch", **FAST)
     total = first.measured + first.reused
-    assert first.reused == 4 and len(calls) == first.measured + FAST["calibration_archs"]
+    assert first.reused == 4 and len(calls) == first.measured
+    assert calibrations == [FAST["calibration_archs"]]  # all archs in one interleaved measurement
     calls.clear()
     again = build_latency_table(model, space, example, path, runtime="torch", **FAST)
-    assert (again.measured, again.reused, len(calls)) == (0, total, 0)
+    assert (again.measured, again.reused, len(calls), len(calibrations)) == (0, total, 0, 1)
     assert again.calibration == first.calibration
 
 

@@ -26,6 +26,7 @@ import ctypes
 import importlib.util
 import math
 import platform
+import random
 import statistics
 import tempfile
 import time
@@ -253,6 +254,34 @@ def _onnxruntime_call(
     return lambda: session.run(None, feed)
 
 
+def _prepare(
+    model: nn.Module,
+    shapes: list[tuple[int, ...]],
+    runtime: str,
+    device: str,
+    threads: int,
+    seed: int,
+) -> Callable[[], object]:
+    """One forward call of ``model`` on seeded random inputs, ready to time (the caller holds
+    `_torch_threads` and `_inference`)."""
+    generator = torch.Generator().manual_seed(seed)
+    inputs = [torch.randn(s, generator=generator) for s in shapes]
+    if runtime == "onnxruntime":
+        return _onnxruntime_call(model, inputs, threads)
+    if device == "cpu":
+        keep_freed_memory()
+    target = torch.device(device)
+    inputs = [x.to(target) for x in inputs]
+    return lambda: model(*inputs)
+
+
+def _on_device(model: nn.Module, device: str) -> nn.Module:
+    first = next(iter(model.parameters()), None)
+    if first is not None and first.device != torch.device(device):
+        return copy.deepcopy(model).to(device)
+    return model
+
+
 def measure_latency(
     model: nn.Module,
     input_shape: Shape | Sequence[Shape],
@@ -264,7 +293,7 @@ def measure_latency(
     repeats: int = 50,
     seed: int = 0,
 ) -> Latency:
-    """Time ``model`` on random inputs of ``input_shape``.
+    """Time ``model`` on random inputs of ``input_shape``, in one burst of calls.
 
     Args:
         model: the module (not changed; a copy runs when it lives on another device).
@@ -283,13 +312,63 @@ def measure_latency(
     Raises:
         LatencyError: the runtime or device is unavailable, or the settings are invalid.
     """
+    return measure_latencies(
+        [model],
+        input_shape,
+        runtime=runtime,
+        device=device,
+        threads=threads,
+        warmup=warmup,
+        rounds=1,
+        repeats=repeats,
+        seed=seed,
+    )[0]
+
+
+def measure_latencies(
+    models: Sequence[nn.Module],
+    input_shape: Shape | Sequence[Shape],
+    *,
+    runtime: str = "torch",
+    device: str = "cpu",
+    threads: int | None = None,
+    warmup: int = 5,
+    rounds: int = 10,
+    repeats: int = 10,
+    seed: int = 0,
+) -> list[Latency]:
+    """Time several models in interleaved rounds: every round runs each model (in a new
+    shuffled order) for one untimed call and ``repeats`` timed ones, and each model's `Latency`
+    summarises all its ``rounds * repeats`` calls.
+
+    On a machine whose speed changes from one second to the next (a shared VM, turbo, another
+    process), models timed one after another in long bursts each meet a different machine; in
+    interleaved rounds a slow moment costs every model a little. On this project's 2-core VM,
+    50 random ResNet-56 archs timed in 10 interleaved rounds of 10 calls agree with a second such
+    measurement to about 1 % (MAPE) where one burst of 30 calls each agreed to 8-23 %
+    (``bench/latency_predictor.py``).
+
+    Args:
+        models: the modules (not changed), all taking inputs of ``input_shape``.
+        input_shape, runtime, device, threads, seed: as in `measure_latency`.
+        warmup: untimed calls of each model before the first round.
+        rounds: passes over the models.
+        repeats: timed calls of a model per round.
+
+    Returns:
+        One `Latency` per model, in the order given.
+
+    Raises:
+        LatencyError: the runtime or device is unavailable, or the settings are invalid.
+    """
     check_target(runtime, device, threads)
-    if warmup < 0 or repeats < 1:
-        raise LatencyError(f"latency needs warmup >= 0 and repeats >= 1, got {warmup}, {repeats}")
+    if warmup < 0 or repeats < 1 or rounds < 1:
+        raise LatencyError(
+            "latency needs warmup >= 0, repeats >= 1 and rounds >= 1, got "
+            f"{warmup}, {repeats}, {rounds}"
+        )
     threads = threads or torch.get_num_threads()
     shapes = _shapes(input_shape)
-    generator = torch.Generator().manual_seed(seed)
-    inputs = [torch.randn(s, generator=generator) for s in shapes]
     where = {
         "threads": threads,
         "runtime": runtime,
@@ -297,20 +376,26 @@ def measure_latency(
         "device_name": device_name(device),
         "batch": shapes[0][0],
     }
-    target = torch.device(device)
-    first = next(iter(model.parameters()), None)
-    if first is not None and first.device != target:
-        model = copy.deepcopy(model).to(target)
-    with _torch_threads(threads), _inference(model):
-        if runtime == "onnxruntime":
-            call = _onnxruntime_call(model, inputs, threads)
-        else:
-            if device == "cpu":
-                keep_freed_memory()
-            inputs = [x.to(target) for x in inputs]
-            call = lambda: model(*inputs)  # noqa: E731
-        times = _time_calls(call, warmup, repeats, cuda=device == "cuda")
-    return summarize_times(times, **where)
+    models = [_on_device(m, device) for m in models]
+    cuda = device == "cuda"
+    times: list[list[float]] = [[] for _ in models]
+    order = list(range(len(models)))
+    shuffle = random.Random(seed)
+    with _torch_threads(threads), contextlib.ExitStack() as stack:
+        for model in models:
+            stack.enter_context(_inference(model))
+        calls = [_prepare(m, shapes, runtime, device, threads, seed) for m in models]
+        for call in calls:
+            _time_calls(call, warmup, 0, cuda)
+        # Among several models, one untimed call before each burst: the previous model's
+        # weights and activations have just evicted this one's from the caches.
+        settle = 1 if len(models) > 1 else 0
+        for round_ in range(rounds):
+            if round_:  # the first pass in the given order, later ones shuffled
+                shuffle.shuffle(order)
+            for i in order:
+                times[i] += _time_calls(calls[i], settle, repeats, cuda)
+    return [summarize_times(t, **where) for t in times]
 
 
 __all__ = [
@@ -320,6 +405,7 @@ __all__ = [
     "check_target",
     "device_name",
     "keep_freed_memory",
+    "measure_latencies",
     "measure_latency",
     "onnxruntime_available",
     "summarize_times",
