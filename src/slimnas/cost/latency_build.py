@@ -47,6 +47,7 @@ from slimnas.cost.latency import (
 from slimnas.cost.latency_table import EMPTY_SIGNATURE, LatencyTable, LatencyTarget, versions
 from slimnas.cost.segments import Segment, cut_segments, space_key
 from slimnas.space.space import Space
+from slimnas.space.units import Arch
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,7 @@ def build_latency_table(
     calibration_repeats: int = 10,
     model_name: str = "",
     seed: int = 0,
+    recalibrate: bool = False,
     progress: bool = True,
 ) -> TableBuild:
     """Measure every segment of ``space`` at every channel choice it offers, then calibrate the
@@ -149,6 +151,9 @@ def build_latency_table(
             timed calls per arch and round (`measure_latencies`); each arch's median is fitted.
         model_name: recorded with the layout, for people reading the file.
         seed: seed of the random calibration archs.
+        recalibrate: measure the calibration archs again even if the file has a calibration:
+            a machine whose speed has changed since the build (a shared VM, another power
+            setting) then gets a line that matches it now. Entries are kept.
         progress: a tqdm bar (quiet when stderr is not a terminal).
 
     Raises:
@@ -184,7 +189,7 @@ def build_latency_table(
     log.info("latency table %s: %d entries to measure, %d reused", path, len(todo), len(wanted))
     options = {"runtime": runtime, "device": device, "threads": threads}
     calibration = None
-    if key not in target.calibrations or todo:
+    if recalibrate or key not in target.calibrations or todo:
         calibration = _Calibration(model, space, example_input, target, calibration_archs, seed)
     saver = _Saver(table)
     show = progress and sys.stderr.isatty()
@@ -216,6 +221,16 @@ def build_latency_table(
     return TableBuild(target, len(todo), len(wanted) - len(todo), target.calibrations[key])
 
 
+def calibration_archs(space: Space, count: int = 8, seed: int = 0) -> dict[str, Arch]:
+    """The whole archs a table's calibration measures, by label: ``max``, ``min``, then
+    ``random0``, ``random1``, ... drawn with ``seed`` (``count`` in all, at least the two)."""
+    generator = torch.Generator().manual_seed(seed)
+    archs = {"max": space.max_arch(), "min": space.min_arch()}
+    for i in range(max(0, count - 2)):
+        archs[f"random{i}"] = space.sample(generator)
+    return archs
+
+
 class _Calibration:
     """Whole archs (the max, the min, random ones) measured together in interleaved rounds,
     then the line ``measured = overhead + scale * sum`` fitted through their medians."""
@@ -223,10 +238,7 @@ class _Calibration:
     def __init__(self, model, space, example_input, target, count, seed):
         from slimnas.supernet import Supernet
 
-        generator = torch.Generator().manual_seed(seed)
-        self.archs = {"max": space.max_arch(), "min": space.min_arch()}
-        for i in range(max(0, count - 2)):
-            self.archs[f"random{i}"] = space.sample(generator)
+        self.archs = calibration_archs(space, count, seed)
         supernet = Supernet(copy.deepcopy(model), space)
         self.models = {label: supernet.export(arch) for label, arch in self.archs.items()}
         self.space, self.target = space, target
@@ -287,4 +299,10 @@ def fit_line(sums: list[float], measured: list[float]) -> tuple[float, float]:
     return statistics.median(y - scale * x for x, y in zip(sums, measured)), scale
 
 
-__all__ = ["TableBuild", "build_latency_table", "channel_pairs", "fit_line"]
+__all__ = [
+    "TableBuild",
+    "build_latency_table",
+    "calibration_archs",
+    "channel_pairs",
+    "fit_line",
+]
