@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from slimnas.cli import main
+from slimnas.cost.latency_predict import predict_latency
 from slimnas.cost.latency_table import LatencyTable, load_latency_target
+from slimnas.space.space import Space
 
 CONFIG = """
 [model]
@@ -77,6 +79,25 @@ def test_latency_table_is_built_and_reused(built, capsys) -> None:
     assert main(["latency-table", str(config), *FAST]) == 0
     printed = capsys.readouterr().out
     assert "0 entries measured" in printed and "torch, 1 thread, batch 1" in printed
+
+
+def test_recalibrate_measures_the_calibration_again_and_keeps_the_entries(
+    built, tmp_path, capsys
+) -> None:
+    config, table = built
+    copy = tmp_path / "copy.json"
+    copy.write_text(table.read_text())
+    before = json.loads(copy.read_text())["targets"][0]
+    args = ["latency-table", str(config), "--out", str(copy), *FAST]
+    assert main([*args, "--recalibrate"]) == 0
+    assert "0 entries measured" in capsys.readouterr().out
+    after = json.loads(copy.read_text())["targets"][0]
+    assert after["entries"] == before["entries"]
+    (key,) = before["calibrations"]
+    old, new = before["calibrations"][key]["points"], after["calibrations"][key]["points"]
+    assert [p["arch"] for p in new] == [p["arch"] for p in old]
+    assert [p["segments_ms"] for p in new] == [p["segments_ms"] for p in old]
+    assert [p["measured_ms"] for p in new] != [p["measured_ms"] for p in old]  # timed anew
 
 
 @pytest.mark.parametrize(
@@ -149,11 +170,16 @@ def test_run_under_a_latency_budget_reports_measured_against_budget(built, tmp_p
     assert main(["run", str(config), *args]) == 0
     results = json.loads((run / "results.json").read_text())
     target = LatencyTable.load(table).targets[0]
+    space = Space.from_json((run / "space.json").read_text())
     for row in results["rows"]:
         assert row["latency_budget_ms"] == pytest.approx(results["rows"][0]["latency_budget_ms"])
         assert row["predicted_latency_ms"] <= row["latency_budget_ms"]
         assert 0 < row["latency_p10_ms"] <= row["latency_ms"] <= row["latency_p90_ms"]
         assert "torch, 1 thread(s), batch 1" in row["latency_setting"]
+        # Rescaled by the max arch's prediction over its time in the same rounds.
+        factor = predict_latency(space, space.max_arch(), target) / row["latency_max_arch_ms"]
+        assert row["latency_at_table_speed_ms"] == pytest.approx(row["latency_ms"] * factor)
+        assert row["latency_p10_at_table_speed_ms"] == pytest.approx(row["latency_p10_ms"] * factor)
     assert target.runtime == "torch"
     report = (run / "report.md").read_text()
     assert "Measured vs budget (ms)" in report and "Latency (ms) [p10–p90]" in report

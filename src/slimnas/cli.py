@@ -400,6 +400,7 @@ def cmd_latency_table(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         rounds=args.rounds,
         model_name=config.model.name,
+        recalibrate=args.recalibrate,
     )
     calibration = build.calibration
     largest = next(p for p in calibration["points"] if p["arch"] == "max")
@@ -476,7 +477,12 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--batch", type=int, help="default: search.latency_batch")
     table.add_argument("--repeats", type=int, default=20, help="timed calls per entry")
     table.add_argument(
-        "--rounds", type=int, default=2, help="measurements per entry (lowest median kept)"
+        "--rounds", type=int, default=3, help="measurements per entry (lowest median kept)"
+    )
+    table.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help="measure the whole-arch calibration again (the machine's speed changed)",
     )
     table.add_argument(
         "--set",

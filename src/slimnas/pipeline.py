@@ -48,7 +48,7 @@ from torch import nn
 
 from slimnas.config import PipelineConfig
 from slimnas.cost.budget import LATENCY, Budget
-from slimnas.cost.latency import check_target, measure_latency, onnxruntime_available
+from slimnas.cost.latency import check_target, measure_latencies, onnxruntime_available
 from slimnas.cost.latency_table import LatencyTarget, load_latency_target
 from slimnas.cost.measured import module_macs, module_params
 from slimnas.cost.memory import peak_memory
@@ -94,6 +94,8 @@ log = logging.getLogger(__name__)
 
 STAGES = ("supernet", "search", "export", "retrain", "report")
 JOSLIM_STATE = "joslim_step.json"  # in search/joslim/final/, beside the supernet
+# A final model's latency: interleaved rounds with the max arch, timed calls per round.
+LATENCY_ROUNDS, LATENCY_REPEATS = 10, 10
 
 # Settings a resumed run may change: where it lives, where an invocation stops, which methods
 # and seeds it adds. Anything else that differs from the saved config is refused.
@@ -143,6 +145,7 @@ class Pipeline:
         self._supernet: Supernet | None = None
         self._calibration_batches: list | None = None
         self._teacher_model: nn.Module | None = None
+        self._max_arch_model: nn.Module | None = None  # the latency reference
         self._joslim_trained: tuple[Supernet, list[Arch]] | None = None
 
     # ------------------------------------------------------------------------------ prepare
@@ -757,19 +760,32 @@ class Pipeline:
         return row
 
     def _measured_latency(self, model: nn.Module, result: Result) -> dict[str, Any]:
-        """The final model's measured latency (search.latency_* settings) and, under a latency
-        budget, its limit and the table's prediction."""
+        """The final model's measured latency (search.latency_* settings), in interleaved rounds
+        with the space's max arch, and under a latency budget its limit, the table's prediction
+        and the measurement at the table's speed (see `_at_table_speed`)."""
         p = self.prepare()
         options = p.config.search
         shape = (options.latency_batch, *p.example.shape[1:])
         runtime = _latency_runtime(options)
         device, threads = options.latency_device, options.latency_threads
-        latency = measure_latency(model, shape, runtime=runtime, device=device, threads=threads)
+        if self._max_arch_model is None:
+            fresh = Supernet(self._model(p.config, 0), p.space)
+            self._max_arch_model = fresh.export(p.space.max_arch()).to(p.device)
+        latency, largest = measure_latencies(
+            [model, self._max_arch_model],
+            shape,
+            runtime=runtime,
+            device=device,
+            threads=threads,
+            rounds=LATENCY_ROUNDS,
+            repeats=LATENCY_REPEATS,
+        )
         columns = {
             "latency_ms": latency.median_ms,
             "latency_p10_ms": latency.p10_ms,
             "latency_p90_ms": latency.p90_ms,
             "latency_std_ms": latency.std_ms,
+            "latency_max_arch_ms": largest.median_ms,
             "latency_setting": f"{runtime}, {threads} thread(s), batch {latency.batch}, "
             f"{latency.device_name}, median of {latency.repeats}",
         }
@@ -777,6 +793,11 @@ class Pipeline:
         if budget is not None and budget.metric == LATENCY:
             columns["latency_budget_ms"] = budget.limit
             columns["predicted_latency_ms"] = budget.cost(p.space, result.arch)
+            # The machine's speed now against when the table was calibrated: the max arch as
+            # measured in the same rounds against its prediction (Budget.cost of the max arch).
+            factor = budget.cost(p.space, p.space.max_arch()) / largest.median_ms
+            columns["latency_at_table_speed_ms"] = latency.median_ms * factor
+            columns["latency_p10_at_table_speed_ms"] = latency.p10_ms * factor
         return columns
 
     def _teacher(self) -> nn.Module:

@@ -361,6 +361,42 @@ def measure_latencies(
     Raises:
         LatencyError: the runtime or device is unavailable, or the settings are invalid.
     """
+    times = time_rounds(
+        models,
+        input_shape,
+        runtime=runtime,
+        device=device,
+        threads=threads,
+        warmup=warmup,
+        rounds=rounds,
+        repeats=repeats,
+        seed=seed,
+    )
+    where = {
+        "threads": threads or torch.get_num_threads(),
+        "runtime": runtime,
+        "device": device,
+        "device_name": device_name(device),
+        "batch": _shapes(input_shape)[0][0],
+    }
+    return [summarize_times([t for r in model for t in r], **where) for model in times]
+
+
+def time_rounds(
+    models: Sequence[nn.Module],
+    input_shape: Shape | Sequence[Shape],
+    *,
+    runtime: str = "torch",
+    device: str = "cpu",
+    threads: int | None = None,
+    warmup: int = 5,
+    rounds: int = 10,
+    repeats: int = 10,
+    seed: int = 0,
+) -> list[list[list[float]]]:
+    """The timed calls of `measure_latencies`, in milliseconds, unsummarised:
+    ``times[model][round]`` lists the ``repeats`` calls of that model in that round (rounds in
+    the order they ran), for statistics that need the rounds apart."""
     check_target(runtime, device, threads)
     if warmup < 0 or repeats < 1 or rounds < 1:
         raise LatencyError(
@@ -369,16 +405,9 @@ def measure_latencies(
         )
     threads = threads or torch.get_num_threads()
     shapes = _shapes(input_shape)
-    where = {
-        "threads": threads,
-        "runtime": runtime,
-        "device": device,
-        "device_name": device_name(device),
-        "batch": shapes[0][0],
-    }
     models = [_on_device(m, device) for m in models]
     cuda = device == "cuda"
-    times: list[list[float]] = [[] for _ in models]
+    times: list[list[list[float]]] = [[] for _ in models]
     order = list(range(len(models)))
     shuffle = random.Random(seed)
     with _torch_threads(threads), contextlib.ExitStack() as stack:
@@ -394,8 +423,8 @@ def measure_latencies(
             if round_:  # the first pass in the given order, later ones shuffled
                 shuffle.shuffle(order)
             for i in order:
-                times[i] += _time_calls(calls[i], settle, repeats, cuda)
-    return [summarize_times(t, **where) for t in times]
+                times[i].append(_time_calls(calls[i], settle, repeats, cuda))
+    return times
 
 
 __all__ = [
@@ -409,4 +438,5 @@ __all__ = [
     "measure_latency",
     "onnxruntime_available",
     "summarize_times",
+    "time_rounds",
 ]

@@ -53,7 +53,11 @@ _LATENCY_NOTE = (
     "warm-up; tables show the median and the 10th–90th percentile band. Under a latency budget, "
     "**Predicted** is the latency table's prediction that the search held to the budget, and "
     "**Measured vs budget** the measured median minus the limit, its share of the limit, and "
-    "whether it meets the limit (or does within the measured spread)."
+    "whether it meets the limit (or does within the measured spread). Each model is timed in "
+    "interleaved rounds with the space's max arch, and Measured vs budget rescales its times by "
+    "the max arch's prediction over its time in those rounds: it is the model at the machine's "
+    "speed when the latency table was calibrated, as the budget is (a machine whose speed "
+    "drifts shifts the plain measurement, not this)."
 )
 
 
