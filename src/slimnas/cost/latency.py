@@ -343,10 +343,10 @@ def measure_latencies(
 
     On a machine whose speed changes from one second to the next (a shared VM, turbo, another
     process), models timed one after another in long bursts each meet a different machine; in
-    interleaved rounds a slow moment costs every model a little. On this project's 2-core VM,
-    50 random ResNet-56 archs timed in 10 interleaved rounds of 10 calls agree with a second such
-    measurement to about 1 % (MAPE) where one burst of 30 calls each agreed to 8-23 %
-    (``bench/latency_predictor.py``).
+    interleaved rounds a slow moment costs every model a little, so their *ratios* hold. What
+    interleaving cannot fix is the machine's speed itself: on this project's 2-core VM two such
+    measurements of 50 archs a minute apart differ by 4-18 % overall (``bench/latency_predictor.py``
+    prints it); compare models measured in the same call, not across calls.
 
     Args:
         models: the modules (not changed), all taking inputs of ``input_shape``.
