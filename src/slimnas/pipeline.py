@@ -762,7 +762,7 @@ class Pipeline:
     def _measured_latency(self, model: nn.Module, result: Result) -> dict[str, Any]:
         """The final model's measured latency (search.latency_* settings), in interleaved rounds
         with the space's max arch, and under a latency budget its limit, the table's prediction
-        and the measurement at the table's speed (see `_at_table_speed`)."""
+        and the measurement at the table's speed (docs/latency.md, "Budgets")."""
         p = self.prepare()
         options = p.config.search
         shape = (options.latency_batch, *p.example.shape[1:])

@@ -13,9 +13,8 @@ and input in cache on every call, and onnxruntime adds layout conversions at its
 build therefore measures a few whole archs (the max, the min and random ones) and fits the line
 ``measured = overhead + scale * sum`` through them (the *calibration*, a robust line fit). The
 calibration archs are measured together after the entries, in interleaved rounds
-(`measure_latencies`): measured one after another, each met the machine at another speed, and
-the fitted line was off by as much as the machine drifted (8-13 % MAPE on ResNet-56 here, against
-2-4 % interleaved). The validation recommended by the brief — predicted vs measured on archs not
+(`measure_latencies`): measured one after another, each met the machine at another speed, which
+bends the line. The validation recommended by the brief — predicted vs measured on archs not
 used here — is ``bench/latency_predictor.py``.
 
 The file is saved (atomically) at least twice a second while measuring and whenever the build
@@ -124,7 +123,7 @@ def build_latency_table(
     batch: int = 1,
     warmup: int = 5,
     repeats: int = 20,
-    rounds: int = 2,
+    rounds: int = 3,
     calibration_archs: int = 8,
     calibration_rounds: int = 10,
     calibration_repeats: int = 10,
@@ -243,7 +242,7 @@ class _Calibration:
         self.models = {label: supernet.export(arch) for label, arch in self.archs.items()}
         self.space, self.target = space, target
         self.shape = (target.batch, *example_input.shape[1:])
-        self.best: dict[str, float] = {}
+        self.medians: dict[str, float] = {}
 
     def measure(self, rounds: int, repeats: int) -> None:
         target = self.target
@@ -256,7 +255,7 @@ class _Calibration:
             rounds=rounds,
             repeats=repeats,
         )
-        self.best = {label: m.median_ms for label, m in zip(self.models, measured)}
+        self.medians = {label: m.median_ms for label, m in zip(self.models, measured)}
 
     def fit(self) -> dict:
         from slimnas.cost.latency_predict import segment_sum_ms
@@ -265,7 +264,7 @@ class _Calibration:
         points = [
             {
                 "arch": label,
-                "measured_ms": round(self.best[label], _DIGITS),
+                "measured_ms": round(self.medians[label], _DIGITS),
                 "segments_ms": round(segment_sum_ms(self.space, arch, self.target), _DIGITS),
             }
             for label, arch in self.archs.items()
