@@ -39,6 +39,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from slimnas.config import PipelineConfig
+from slimnas.config import PipelineConfig, SupernetConfig
 from slimnas.cost.budget import LATENCY, Budget
 from slimnas.cost.latency import check_target, measure_latencies, onnxruntime_available
 from slimnas.cost.latency_table import LatencyTarget, load_latency_target
@@ -68,6 +69,7 @@ from slimnas.methods.autoslim import greedy_slim
 from slimnas.methods.baselines import evolution_search, random_search, uniform_search
 from slimnas.methods.joslim import Joslim, check_width_budgets, visited_archs
 from slimnas.methods.joslim_acquisition import botorch_modules
+from slimnas.methods.one_budget import OneBudgetSearch
 from slimnas.methods.proxyless import (
     ProxylessNAS,
     WarmupStep,
@@ -467,10 +469,9 @@ class Pipeline:
         options, recipe = p.config.search, p.config.supernet
         recipe = replace(recipe, epochs=options.tas_epochs or recipe.epochs)
         out = self.run_dir / "search" / method / budget_slug(budget.text)
-        if (out / "result.json").exists():
-            return Result.from_dict(json.loads((out / "result.json").read_text()))
-        if distributed.is_distributed():
-            raise ConfigError(f"{method} runs in one process; run it without torchrun")
+        done = self._finished_search(out, method)
+        if done is not None:
+            return done
         supernet = Supernet(self._model(p.config, recipe.seed), p.space).to(p.device)
         images, labels = p.data.train
         weight_half, arch_half = class_balanced_split(labels, 0.5, seed=recipe.seed)
@@ -491,15 +492,42 @@ class Pipeline:
             tau_schedule=options.tas_tau_schedule,
             arch_lr=options.tas_arch_lr,
         )
-        step = tas.make_step(supernet, arch_data, budget, len(train))
+        label = (f"{method} {budget.text}", "TAS search")
+        return self._one_budget(tas, method, supernet, train, arch_data, budget, recipe, out, label)
+
+    def _finished_search(self, out: Path, method: str) -> Result | None:
+        """The result of a one-budget search (TAS, ProxylessNAS) that finished in ``out``, or
+        None; these searches refuse to run under torchrun."""
+        if (out / "result.json").exists():
+            return Result.from_dict(json.loads((out / "result.json").read_text()))
+        if distributed.is_distributed():
+            raise ConfigError(f"{method} runs in one process; run it without torchrun")
+        return None
+
+    def _one_budget(
+        self,
+        search: OneBudgetSearch,
+        method: str,
+        supernet: Supernet,
+        train: Iterable,
+        arch_data: Iterable,
+        budget: Budget,
+        recipe: SupernetConfig,
+        out: Path,
+        label: tuple[str, str],
+    ) -> Result:
+        """Fit a one-budget search of ``budget`` with ``recipe`` in ``out`` (resumable), then
+        score its derived arch on the held-out images with the search's own weights (BatchNorm
+        recalibrated) and write ``out/result.json``. ``label``: what `_announce` prints."""
+        step = search.make_step(supernet, arch_data, budget, len(train))
         trainer = self._trainer(supernet, train, recipe, step, out)
-        self._announce(f"{method} {budget.text}", trainer, "TAS search")
+        self._announce(label[0], trainer, label[1])
         try:
             if not self._fit(trainer, recipe.max_steps, "supernet.max_steps"):
                 raise StageStopped()
         finally:
             supernet.activate(supernet.max_arch())
-        result = tas.result(self._scorer(supernet, "recalibrate"), method=method)
+        result = search.result(self._scorer(supernet, "recalibrate"), method=method)
         if distributed.is_main():
             atomic_write_text(out / "result.json", json.dumps(result.to_dict(), indent=1))
         return result
@@ -546,10 +574,9 @@ class Pipeline:
         options, recipe = p.config.search, p.config.supernet
         recipe = replace(recipe, epochs=options.proxyless_epochs or recipe.epochs)
         out = self.run_dir / "search" / "proxyless" / budget_slug(budget.text)
-        if (out / "result.json").exists():
-            return Result.from_dict(json.loads((out / "result.json").read_text()))
-        if distributed.is_distributed():
-            raise ConfigError("proxyless runs in one process; run it without torchrun")
+        done = self._finished_search(out, "proxyless")
+        if done is not None:
+            return done
         supernet = self._proxyless_warmup()
         train = self._loader(p.data.train, recipe.batch_size, True, recipe.seed)
         arch_data = self._loader(p.data.heldout, recipe.batch_size, True, recipe.seed + 1)
@@ -568,18 +595,9 @@ class Pipeline:
             tolerance=options.proxyless_tolerance,
             label_smoothing=recipe.label_smoothing,
         )
-        step = method.make_step(supernet, arch_data, budget, len(train))
-        trainer = self._trainer(supernet, train, recipe, step, out)
-        self._announce(f"proxyless {budget.text}", trainer, f"ProxylessNAS ({step.mode})")
-        try:
-            if not self._fit(trainer, recipe.max_steps, "supernet.max_steps"):
-                raise StageStopped()
-        finally:
-            supernet.activate(supernet.max_arch())
-        result = method.result(self._scorer(supernet, "recalibrate"))
-        if distributed.is_main():
-            atomic_write_text(out / "result.json", json.dumps(result.to_dict(), indent=1))
-        return result
+        label = (f"proxyless {budget.text}", f"ProxylessNAS ({options.proxyless_mode})")
+        args = (supernet, train, arch_data, budget, recipe, out, label)
+        return self._one_budget(method, "proxyless", *args)
 
     def _random_search(
         self, p: Prepared, scorer: ArchScorer, scored: dict[Arch, Score]
