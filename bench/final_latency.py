@@ -4,9 +4,10 @@ rounds, and compare it with the latency budget it was searched for and the table
 A run measures each retrained model once, right after its training; on a shared or noisy
 machine that single measurement can be off. This script loads every ``models/*/*/seed*/``
 folder (`slimnas.pipeline.load_exported`), measures them round-robin (``--rounds`` times, so a
-burst of load hits all models alike) with the run's latency settings (``search.latency_*``), and
-prints per model the median of the round medians, the spread between rounds and the distance
-to its budget.
+burst of load hits all models alike; `slimnas.cost.latency.time_rounds`) with the run's latency
+settings (``search.latency_*``), and prints per model the median of the round medians, the
+spread between rounds and the distance to its budget. (Runs since 2026-12-01 time each final
+model alongside the max arch already: ``latency_at_table_speed_ms`` in ``result.json``.)
 
     python bench/final_latency.py runs/proxyless_cifar10 runs/proxyless_cifar10_band --rounds 9
 
@@ -21,7 +22,7 @@ import statistics
 from pathlib import Path
 
 from slimnas.config import PipelineConfig
-from slimnas.cost.latency import measure_latency
+from slimnas.cost.latency import time_rounds
 from slimnas.pipeline import Pipeline, load_exported
 from slimnas.space.space import Space
 from slimnas.supernet import Supernet
@@ -47,18 +48,16 @@ def main() -> None:
     fresh = Pipeline._model(PipelineConfig.from_dict(config), 0)
     max_arch = Path("max arch")
     models[max_arch] = Supernet(fresh, space).export(space.max_arch())
-    rounds: dict[Path, list[float]] = {f: [] for f in models}
-    for _ in range(args.rounds):
-        for folder, model in models.items():
-            latency = measure_latency(
-                model,
-                shape,
-                runtime=search["latency_runtime"],
-                device=search["latency_device"],
-                threads=search["latency_threads"],
-                repeats=args.repeats,
-            )
-            rounds[folder].append(latency.median_ms)
+    times = time_rounds(
+        list(models.values()),
+        shape,
+        runtime=search["latency_runtime"],
+        device=search["latency_device"],
+        threads=search["latency_threads"],
+        rounds=args.rounds,
+        repeats=args.repeats,
+    )
+    rounds = {f: [statistics.median(r) for r in t] for f, t in zip(models, times)}
 
     print(
         f"{search['latency_runtime']}, {search['latency_threads']} thread(s), batch "
