@@ -24,6 +24,26 @@ from slimnas.space.space import Space
 from slimnas.train import StepFn, Trainer, checkpoint_dirs, sandwich_step
 
 
+def method_trainer(method: Any, model, train: Any, step: StepFn, **options) -> Trainer:
+    """The `Trainer` a method's ``fit`` runs: ``method``'s ``epochs``, ``lr``, ``run_dir``,
+    ``seed``, ``progress`` and ``trainer_options`` (plus ``options``), resuming when ``run_dir``
+    holds checkpoints already. Serves `SupernetMethod` and `OneBudgetSearch`."""
+    resume = method.run_dir is not None and bool(checkpoint_dirs(method.run_dir))
+    return Trainer(
+        model,
+        train,
+        step_fn=step,
+        epochs=method.epochs,
+        lr=method.lr,
+        run_dir=method.run_dir,
+        seed=method.seed,
+        progress=method.progress,
+        resume=resume,
+        **options,
+        **method.trainer_options,
+    )
+
+
 class SupernetMethod:
     """Base of the methods that search a slimmable supernet.
 
@@ -85,20 +105,7 @@ class SupernetMethod:
         `attach` it with ``heldout`` batches for scoring. Changes the supernet's weights."""
         heldout = list(heldout)
         step = self.training_step(supernet, train, heldout)
-        resume = self.run_dir is not None and bool(checkpoint_dirs(self.run_dir))
-        trainer = Trainer(
-            supernet,
-            train,
-            step_fn=step,
-            epochs=self.epochs,
-            lr=self.lr,
-            run_dir=self.run_dir,
-            seed=self.seed,
-            progress=self.progress,
-            resume=resume,
-            **self.trainer_options,
-        )
-        trainer.fit()
+        method_trainer(self, supernet, train, step).fit()
         calibration = list(itertools.islice(iter(train), self.bn_batches))
         return self.attach(supernet, heldout, calibration)
 
@@ -130,4 +137,4 @@ class SupernetMethod:
         raise NotImplementedError
 
 
-__all__ = ["SupernetMethod"]
+__all__ = ["SupernetMethod", "method_trainer"]

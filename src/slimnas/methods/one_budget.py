@@ -13,8 +13,8 @@ from typing import Any
 
 from slimnas.cost.budget import Budget
 from slimnas.errors import ConfigError
+from slimnas.methods.base import method_trainer
 from slimnas.methods.result import Result
-from slimnas.train import Trainer, checkpoint_dirs
 
 
 class CyclingBatches:
@@ -61,20 +61,7 @@ class OneBudgetSearch:
             budget = Budget.parse(budget, supernet.space)
         budget.check_feasible(supernet.space)
         step = self.make_step(supernet, arch_data, budget, len(train))
-        resume = self.run_dir is not None and bool(checkpoint_dirs(self.run_dir))
-        trainer = Trainer(
-            supernet,
-            train,
-            step_fn=step,
-            epochs=self.epochs,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            run_dir=self.run_dir,
-            seed=self.seed,
-            progress=self.progress,
-            resume=resume,
-            **self.trainer_options,
-        )
+        trainer = method_trainer(self, supernet, train, step, weight_decay=self.weight_decay)
         try:
             trainer.fit()
         finally:
