@@ -49,7 +49,7 @@ seeds = [0]
 [run]
 dir = "{run}"
 """
-FAST = ["--repeats", "3", "--rounds", "1"]
+FAST = ["--repeats", "3", "--rounds", "1", "--calibration-archs", "4"]
 
 
 def write_config(folder: Path, table: Path | None = None, **search) -> Path:
@@ -76,6 +76,8 @@ def test_latency_table_is_built_and_reused(built, capsys) -> None:
     config, table = built
     target = load_latency_target(table, runtime="torch", threads=1, batch=1)
     assert len(target.entries) > 10 and len(target.calibrations) == 1
+    (calibration,) = target.calibrations.values()
+    assert len(calibration["points"]) == 4  # --calibration-archs
     assert main(["latency-table", str(config), *FAST]) == 0
     printed = capsys.readouterr().out
     assert "0 entries measured" in printed and "torch, 1 thread, batch 1" in printed
@@ -96,6 +98,7 @@ def test_recalibrate_measures_the_calibration_again_and_keeps_the_entries(
     (key,) = before["calibrations"]
     old, new = before["calibrations"][key]["points"], after["calibrations"][key]["points"]
     assert [p["arch"] for p in new] == [p["arch"] for p in old]
+    # 4 archs fit no segment factors: the sums are the kept entries'
     assert [p["segments_ms"] for p in new] == [p["segments_ms"] for p in old]
     assert [p["measured_ms"] for p in new] != [p["measured_ms"] for p in old]  # timed anew
 
@@ -106,6 +109,7 @@ def test_recalibrate_measures_the_calibration_again_and_keeps_the_entries(
         ([], "--out FILE"),
         (["--out", "{out}", "--threads", "0"], "threads"),
         (["--out", "{out}", "--batch", "0"], "--batch"),
+        (["--out", "{out}", "--calibration-archs", "1"], "--calibration-archs"),
         (["--out", "{folder}"], "is a directory"),
         (["--out", "{out}", "--set", "search.latency_threads=x"], "latency_threads"),
     ],

@@ -361,7 +361,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 def cmd_latency_table(args: argparse.Namespace) -> int:
     from slimnas.config import PipelineConfig, load_config
     from slimnas.cost.latency import check_target
-    from slimnas.cost.latency_build import build_latency_table
+    from slimnas.cost.latency_build import CALIBRATION_ARCHS, build_latency_table
     from slimnas.cost.latency_predict import predict_latency
     from slimnas.cost.latency_table import LatencyTable
     from slimnas.data.augment import normalize
@@ -378,6 +378,9 @@ def cmd_latency_table(args: argparse.Namespace) -> int:
     batch = options.latency_batch if args.batch is None else args.batch
     if batch < 1 or args.rounds < 1 or args.repeats < 1:
         raise ConfigError("--batch, --rounds and --repeats must be at least 1")
+    archs = CALIBRATION_ARCHS if args.calibration_archs is None else args.calibration_archs
+    if archs < 2:
+        raise ConfigError("--calibration-archs must be at least 2 (the max and the min arch)")
     check_target(runtime, device, threads)
     if Path(out).is_dir():
         raise ConfigError(f"--out {out} is a directory; give a .json file")
@@ -399,17 +402,24 @@ def cmd_latency_table(args: argparse.Namespace) -> int:
         batch=batch,
         repeats=args.repeats,
         rounds=args.rounds,
+        calibration_archs=archs,
         model_name=config.model.name,
         recalibrate=args.recalibrate,
     )
     calibration = build.calibration
+    strength = calibration.get("segment_strength")
+    fitted = (
+        f"segment factors fitted (ridge strength {strength:g})"
+        if strength
+        else "no segment factors (the line alone fits as well)"
+    )
     largest = next(p for p in calibration["points"] if p["arch"] == "max")
     predicted = predict_latency(space, space.max_arch(), build.target)
     print(
         f"latency table {out}: {build.target.describe()}; {build.measured} entries measured, "
-        f"{build.reused} reused; calibration overhead {calibration['overhead_ms']:.3f} ms, "
-        f"scale {calibration['scale']:.3f}; max arch {predicted:.3f} ms predicted, "
-        f"{largest['measured_ms']:.3f} ms measured"
+        f"{build.reused} reused; calibration on {len(calibration['points'])} archs: {fitted}, "
+        f"overhead {calibration['overhead_ms']:.3f} ms, scale {calibration['scale']:.3f}; "
+        f"max arch {predicted:.3f} ms predicted, {largest['measured_ms']:.3f} ms measured"
     )
     return 0
 
@@ -478,6 +488,12 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--repeats", type=int, default=20, help="timed calls per entry")
     table.add_argument(
         "--rounds", type=int, default=3, help="measurements per entry (lowest median kept)"
+    )
+    table.add_argument(
+        "--calibration-archs",
+        type=int,
+        help="whole archs measured to calibrate the sum of segments (default 64; from 16 on, "
+        "per-segment factors are fitted too)",
     )
     table.add_argument(
         "--recalibrate",

@@ -16,10 +16,16 @@ import slimnas
 from slimnas.cost import latency_build
 from slimnas.cost.budget import Budget
 from slimnas.cost.latency import measure_latencies, measure_latency
-from slimnas.cost.latency_build import build_latency_table, fit_line
-from slimnas.cost.latency_predict import expected_latency, predict_latency
+from slimnas.cost.latency_build import build_latency_table, calibration_archs, fit_line
+from slimnas.cost.latency_fit import MIN_ARCHS
+from slimnas.cost.latency_predict import (
+    expected_latency,
+    predict_latency,
+    segment_sum_ms,
+    segment_values,
+)
 from slimnas.cost.latency_table import LatencyTable, load_latency_target
-from slimnas.cost.segments import cut_segments
+from slimnas.cost.segments import cut_segments, space_key
 from slimnas.errors import BudgetError, ConfigError, LatencyError
 from slimnas.methods.autoslim import greedy_slim
 from slimnas.methods.baselines import random_search
@@ -352,6 +358,62 @@ def test_expected_latency_gradient_matches_finite_differences(table, tiny) -> No
             moved[name][i] -= 2 * step
             down = float(expected_latency(space, moved, target))
             assert p.grad[i].item() == pytest.approx((up - down) / (2 * step), rel=1e-5, abs=1e-9)
+
+
+def factored(target, space, factors):
+    """A copy of ``target`` whose calibration of ``space`` has these segment factors."""
+    target = copy.deepcopy(target)
+    key = space_key(space)
+    target.calibrations[key] = {**target.calibrations[key], "segment_scales": factors}
+    target._compiled.clear()
+    return target
+
+
+def test_segment_factors_weight_the_prediction_and_its_expectation(table, tiny) -> None:
+    _, space, _ = tiny
+    plain = table[1].target
+    count = len(plain.layout_segments(space))
+    factors = [0.5 + 0.25 * (i % 4) for i in range(count)]  # 0.5, 0.75, 1, 1.25, ...
+    target = factored(plain, space, factors)
+    overhead, scale = target.calibration(space)
+    generator = torch.Generator().manual_seed(2)
+    archs = [space.max_arch(), space.min_arch()] + [space.sample(generator) for _ in range(6)]
+    for arch in archs:
+        values = segment_values(space, arch, target)
+        assert values == segment_values(space, arch, plain)  # the entries, without factors
+        weighted = sum(f * v for f, v in zip(factors, values))
+        assert segment_sum_ms(space, arch, target) == pytest.approx(weighted, rel=1e-12)
+        predicted = predict_latency(space, arch, target)
+        assert predicted == pytest.approx(overhead + scale * weighted, rel=1e-12)
+        assert predicted != pytest.approx(predict_latency(space, arch, plain), rel=1e-6)
+        expected = expected_latency(space, one_hot(space, arch), target)
+        assert float(expected) == pytest.approx(predicted, rel=1e-9)
+    wrong = factored(plain, space, factors[:-1])
+    with pytest.raises(ConfigError, match=f"{count - 1} segment factors for {count} segments"):
+        predict_latency(space, space.max_arch(), wrong)
+
+
+def test_a_calibration_on_enough_archs_predicts_its_points_through_its_factors(
+    tiny, tmp_path
+) -> None:
+    model, space, example = tiny
+    path = tmp_path / "t.json"
+    options = {**FAST, "calibration_archs": MIN_ARCHS}
+    calibration = build_latency_table(model, space, example, path, runtime="torch", **options)
+    calibration = calibration.calibration
+    assert len(calibration["points"]) == MIN_ARCHS
+    target = load_latency_target(path, runtime="torch", threads=1, batch=1)
+    segments = len(target.layout_segments(space))
+    factors = target.segment_scales(space_key(space))
+    assert factors is None or (len(factors) == segments and min(factors) >= 0)
+    archs = calibration_archs(space, MIN_ARCHS)
+    overhead, scale = target.calibration(space)
+    for point in calibration["points"]:
+        values = segment_values(space, archs[point["arch"]], target)
+        weighted = sum(f * v for f, v in zip(factors or [1.0] * segments, values))
+        assert point["segments_ms"] == pytest.approx(weighted, rel=1e-4, abs=1e-5)
+        predicted = predict_latency(space, archs[point["arch"]], target)
+        assert predicted == pytest.approx(overhead + scale * point["segments_ms"], rel=1e-4)
 
 
 def test_op_units_are_predicted_per_candidate(tmp_path) -> None:

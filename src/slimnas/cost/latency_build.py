@@ -10,11 +10,12 @@ median: a burst of load from other processes then spoils a round, not the entry.
 The sum of isolated segments is not the whole model's latency: alone, a segment finds its weights
 and input in cache on every call, and onnxruntime adds layout conversions at its boundaries
 (NCHWc reorders) and cannot fuse a residual add whose other operand comes from outside. The
-build therefore measures a few whole archs (the max, the min and random ones) and fits the line
-``measured = overhead + scale * sum`` through them (the *calibration*, a robust line fit). The
-calibration archs are measured together after the entries, in interleaved rounds
-(`measure_latencies`): measured one after another, each met the machine at another speed, which
-bends the line. The validation recommended by the brief — predicted vs measured on archs not
+build therefore measures whole archs (the max, the min and random ones: 64 by default), fits a
+factor per segment (`slimnas.cost.latency_fit.fit_segment_scales`) and then the line
+``measured = overhead + scale * sum of factored segments`` through them (the *calibration*, a
+robust line fit). The calibration archs are measured together after the entries, in interleaved
+rounds (`measure_latencies`): measured one after another, each met the machine at another speed,
+which bends the line. The validation recommended by the brief — predicted vs measured on archs not
 used here — is ``bench/latency_predictor.py``.
 
 The file is saved (atomically) at least twice a second while measuring and whenever the build
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import statistics
 import sys
 import time
 from dataclasses import astuple, dataclass
@@ -43,6 +43,7 @@ from slimnas.cost.latency import (
     measure_latencies,
     measure_latency,
 )
+from slimnas.cost.latency_fit import fit_line, fit_segment_scales
 from slimnas.cost.latency_table import EMPTY_SIGNATURE, LatencyTable, LatencyTarget, versions
 from slimnas.cost.segments import Segment, cut_segments, space_key
 from slimnas.space.space import Space
@@ -52,6 +53,9 @@ log = logging.getLogger(__name__)
 
 _DIGITS = 5  # milliseconds to 10 ns
 _SAVE_EVERY = 0.5  # seconds
+# Whole archs measured for the calibration: enough to fit per-segment factors (MIN_ARCHS); on the
+# CIFAR MobileNetV2 with onnxruntime 64 ranked about as well as 100 and better than 32 (bench/).
+CALIBRATION_ARCHS = 64
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,7 @@ def build_latency_table(
     warmup: int = 5,
     repeats: int = 20,
     rounds: int = 3,
-    calibration_archs: int = 8,
+    calibration_archs: int = CALIBRATION_ARCHS,
     calibration_rounds: int = 10,
     calibration_repeats: int = 10,
     model_name: str = "",
@@ -145,7 +149,8 @@ def build_latency_table(
         warmup, repeats: per measurement of an entry.
         rounds: measurements per entry; the lowest median is kept.
         calibration_archs: whole archs measured to fit the calibration (at least 2: the max and
-            the min, then random ones).
+            the min, then random ones). From `MIN_ARCHS` (16) on, per-segment factors are fitted
+            too (`fit_segment_scales`); below, the line only.
         calibration_rounds, calibration_repeats: the calibration archs' interleaved rounds and
             timed calls per arch and round (`measure_latencies`); each arch's median is fitted.
         model_name: recorded with the layout, for people reading the file.
@@ -215,12 +220,15 @@ def build_latency_table(
                 calibration.measure(calibration_rounds, calibration_repeats)
                 bar.update(calibration_archs)
                 target.calibrations[key] = calibration.fit()
+                target._compiled.clear()  # the new factors
     finally:
         saver.now()
     return TableBuild(target, len(todo), len(wanted) - len(todo), target.calibrations[key])
 
 
-def calibration_archs(space: Space, count: int = 8, seed: int = 0) -> dict[str, Arch]:
+def calibration_archs(
+    space: Space, count: int = CALIBRATION_ARCHS, seed: int = 0
+) -> dict[str, Arch]:
     """The whole archs a table's calibration measures, by label: ``max``, ``min``, then
     ``random0``, ``random1``, ... drawn with ``seed`` (``count`` in all, at least the two)."""
     generator = torch.Generator().manual_seed(seed)
@@ -240,7 +248,7 @@ class _Calibration:
         self.archs = calibration_archs(space, count, seed)
         supernet = Supernet(copy.deepcopy(model), space)
         self.models = {label: supernet.export(arch) for label, arch in self.archs.items()}
-        self.space, self.target = space, target
+        self.space, self.target, self.seed = space, target, seed
         self.shape = (target.batch, *example_input.shape[1:])
         self.medians: dict[str, float] = {}
 
@@ -258,50 +266,33 @@ class _Calibration:
         self.medians = {label: m.median_ms for label, m in zip(self.models, measured)}
 
     def fit(self) -> dict:
-        from slimnas.cost.latency_predict import segment_sum_ms
+        from slimnas.cost.latency_predict import segment_values
 
         self.target._compiled.clear()  # entries changed since any earlier prediction
+        values = [segment_values(self.space, arch, self.target) for arch in self.archs.values()]
+        measured = [self.medians[label] for label in self.archs]
+        factors, strength = fit_segment_scales(values, measured, self.seed)
+        factors = [round(f, _DIGITS) for f in factors]
+        sums = [sum(f * v for f, v in zip(factors, row)) for row in values]
+        overhead, scale = fit_line(sums, measured)
         points = [
-            {
-                "arch": label,
-                "measured_ms": round(self.medians[label], _DIGITS),
-                "segments_ms": round(segment_sum_ms(self.space, arch, self.target), _DIGITS),
-            }
-            for label, arch in self.archs.items()
+            {"arch": label, "measured_ms": round(m, _DIGITS), "segments_ms": round(s, _DIGITS)}
+            for label, m, s in zip(self.archs, measured, sums)
         ]
-        overhead, scale = fit_line(
-            [p["segments_ms"] for p in points], [p["measured_ms"] for p in points]
-        )
+        fitted = {"segment_scales": factors, "segment_strength": strength} if strength else {}
         return {
             "overhead_ms": round(overhead, _DIGITS),
             "scale": round(scale, _DIGITS),
+            **fitted,
             "points": points,
         }
-
-
-def fit_line(sums: list[float], measured: list[float]) -> tuple[float, float]:
-    """``measured = overhead + scale * sum`` by the Theil–Sen estimator (Sen 1968, "Estimates of
-    the regression coefficient based on Kendall's tau"): the scale is the median of the slopes
-    between every two points, the overhead the median of ``measured - scale * sum``. Unlike least
-    squares it ignores a minority of points slowed down by other processes. With fewer than two
-    distinct sums (or a slope that is not positive) the scale is 1 and the overhead the median
-    difference."""
-    slopes = [
-        (measured[j] - measured[i]) / (sums[j] - sums[i])
-        for i in range(len(sums))
-        for j in range(i + 1, len(sums))
-        if sums[j] != sums[i]
-    ]
-    scale = statistics.median(slopes) if slopes else 0.0
-    if scale <= 0:
-        scale = 1.0
-    return statistics.median(y - scale * x for x, y in zip(sums, measured)), scale
 
 
 __all__ = [
     "TableBuild",
     "build_latency_table",
     "calibration_archs",
+    "CALIBRATION_ARCHS",
     "channel_pairs",
     "fit_line",
 ]

@@ -4,9 +4,11 @@ Prediction (ProxylessNAS's lookup-table model, Cai et al. 2019, arXiv 1812.00332
 latency of an arch is the sum, over the segments that run at the arch (their depth and op gates
 hold), of the measured latency of the segment at the arch's input and output channels less the
 cost of an empty call (which every segment's measurement includes once). Unlike ProxylessNAS the
-sum is then calibrated per model, ``overhead + scale * sum``, with the line fitted through a few
-whole archs measured when the table was built: segments timed alone run with warm caches and
-without their neighbours' layout conversions, which shifts all of them alike (docs/latency.md).
+sum is then calibrated per model on whole archs measured when the table was built: each segment's
+latency is multiplied by its factor (`slimnas.cost.latency_fit.fit_segment_scales`; 1 when the
+table was calibrated on too few archs), and the sum goes through the line ``overhead + scale *
+sum``. Segments timed alone run with warm caches and without their neighbours' layout
+conversions (docs/latency.md).
 
 `expected_latency` is the same sum under independent per-unit choice distributions (ProxylessNAS
 Eq. 5, E[latency] = Σ_blocks Σ_ops p_op · F(op), extended to channel and depth units as TAS
@@ -25,8 +27,9 @@ from itertools import product
 import torch
 
 from slimnas.cost.counting import Probs, _Expectation, _runs
-from slimnas.cost.latency_table import EMPTY_SIGNATURE, LatencyTarget
+from slimnas.cost.latency_table import EMPTY_SIGNATURE, LatencyTarget, build_command
 from slimnas.cost.segments import space_key
+from slimnas.errors import ConfigError
 from slimnas.space.space import Space
 from slimnas.space.units import Choice_
 
@@ -42,6 +45,7 @@ class _Part:
     units: tuple[str, ...]
     values: dict[tuple, float]
     grid: torch.Tensor  # the same values, one axis per unit, float64
+    factor: float = 1.0  # the calibration's factor of this segment (`fit_segment_scales`)
 
 
 @dataclass(frozen=True)
@@ -57,8 +61,16 @@ def _compile(space: Space, target: LatencyTarget) -> _Compiled:
     if cached is not None and cached.space is space:
         return cached
     key = space_key(space)
+    segments = target.layout_segments(space, key)
+    factors = target.segment_scales(key) or [1.0] * len(segments)
+    if len(factors) != len(segments):
+        raise ConfigError(
+            f"latency table {target.source or '(in memory)'}: the calibration of this model has "
+            f"{len(factors)} segment factors for {len(segments)} segments; measure it again "
+            f"with `{build_command(target.runtime, target.threads, target.batch)} --recalibrate`"
+        )
     parts = []
-    for segment in target.layout_segments(space, key):
+    for segment, factor in zip(segments, factors):
         layer = space.layers[segment.layer]
         units = tuple(dict.fromkeys(layer.in_units + layer.out_units))
         choices = [space.units[u].choices for u in units]
@@ -70,7 +82,8 @@ def _compile(space: Space, target: LatencyTarget) -> _Compiled:
             cin = cout if layer.kind == "norm" else sum(pick[u] for u in layer.in_units)
             values[combo] = target.entry_ms(segment.signature(cin, cout)) - empty
         grid = torch.tensor([values[c] for c in product(*choices)], dtype=torch.float64)
-        parts.append(_Part(layer.gates, units, values, grid.reshape([len(c) for c in choices])))
+        grid = grid.reshape([len(c) for c in choices])
+        parts.append(_Part(layer.gates, units, values, grid, factor))
     compiled = _Compiled(space, key, parts)
     if len(target._compiled) >= _CACHED_SPACES:  # forget the oldest (a search uses one or two)
         target._compiled.pop(next(iter(target._compiled)))
@@ -78,14 +91,21 @@ def _compile(space: Space, target: LatencyTarget) -> _Compiled:
     return compiled
 
 
-def segment_sum_ms(space: Space, arch: Mapping[str, Choice_], target: LatencyTarget) -> float:
-    """The summed net latency of the segments that run at ``arch`` (no fixed overhead)."""
+def segment_values(space: Space, arch: Mapping[str, Choice_], target: LatencyTarget) -> list[float]:
+    """The net latency (ms) of each segment of the table's layout at ``arch``, 0 where the
+    segment does not run; without the calibration's factors."""
     choice = space.resolve(space.validate(arch))
-    return sum(
-        part.values[tuple(choice[u] for u in part.units)]
+    return [
+        part.values[tuple(choice[u] for u in part.units)] if _runs(part.gates, choice) else 0.0
         for part in _compile(space, target).parts
-        if _runs(part.gates, choice)
-    )
+    ]
+
+
+def segment_sum_ms(space: Space, arch: Mapping[str, Choice_], target: LatencyTarget) -> float:
+    """The summed net latency of the segments that run at ``arch``, each times its calibration
+    factor (no fixed overhead, no scale)."""
+    parts = _compile(space, target).parts
+    return sum(p.factor * v for p, v in zip(parts, segment_values(space, arch, target)))
 
 
 def predict_latency(space: Space, arch: Mapping[str, Choice_], target: LatencyTarget) -> float:
@@ -128,8 +148,8 @@ def expected_latency(
                 value = torch.tensordot(e.probs[unit], value, dims=1)
             else:
                 value = value[space.units[unit].choices.index(e.choice[unit])]
-        total = total + gate * value
+        total = total + gate * part.factor * value
     return overhead + scale * total
 
 
-__all__ = ["expected_latency", "predict_latency", "segment_sum_ms"]
+__all__ = ["expected_latency", "predict_latency", "segment_sum_ms", "segment_values"]

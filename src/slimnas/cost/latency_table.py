@@ -17,6 +17,7 @@ once per file::
                   "versions": {"torch": "2.4.0", "onnxruntime": "1.19.0"},
                   "entries": {"<signature>": {"median_ms": 0.031, "p10_ms": ..., ...}},
                   "calibrations": {"<space key>": {"overhead_ms": 0.12, "scale": 1.03,
+                                                   "segment_scales": [1.1, 0.9, ...],
                                                    "points": [...]}}}]}
 
 `slimnas.cost.latency_build.build_latency_table` fills a file; `load_latency_target` opens the
@@ -103,6 +104,10 @@ class LatencyTarget:
         if calibration is None:
             raise self._not_built()
         return calibration["overhead_ms"], calibration.get("scale", 1.0)
+
+    def segment_scales(self, key: str) -> list[float] | None:
+        """The per-segment factors of the layout ``key``'s calibration, if it fitted any."""
+        return self.calibrations.get(key, {}).get("segment_scales")
 
     def _not_built(self) -> ConfigError:
         return ConfigError(
