@@ -34,8 +34,13 @@ import torch
 
 import slimnas
 from slimnas.cost.latency import measure_latencies
-from slimnas.cost.latency_build import build_latency_table, calibration_archs, fit_line
-from slimnas.cost.latency_predict import predict_latency, segment_sum_ms
+from slimnas.cost.latency_build import (
+    CALIBRATION_ARCHS,
+    build_latency_table,
+    calibration_archs,
+    fit_line,
+)
+from slimnas.cost.latency_predict import predict_latency, segment_sum_ms, segment_values
 from slimnas.io import atomic_write_text
 from slimnas.supernet import Supernet
 
@@ -81,7 +86,7 @@ def main() -> None:
     parser.add_argument(
         "--entry-rounds", type=int, default=5, help="of each table entry (its best is kept)"
     )
-    parser.add_argument("--calibration-archs", type=int, default=8)
+    parser.add_argument("--calibration-archs", type=int, default=CALIBRATION_ARCHS)
     parser.add_argument("--seed", type=int, default=1234, help="of the evaluated archs")
     parser.add_argument("--tables", default="runs/latency_tables", help="folder of the tables")
     parser.add_argument("--quick", action="store_true", help="ResNet-56, batch 1, 10 archs")
@@ -148,6 +153,12 @@ def main() -> None:
                 sums = [segment_sum_ms(space, a, build.target) for a in calibration.values()]
                 overhead, scale = fit_line(sums, both[: len(reference)])
                 now = [overhead + scale * segment_sum_ms(space, a, build.target) for a in archs]
+                # What the segment factors bring: the same-time line through the plain sums.
+                plain = [sum(segment_values(space, a, build.target)) for a in calibration.values()]
+                overhead, scale = fit_line(plain, both[: len(reference)])
+                line = [
+                    overhead + scale * sum(segment_values(space, a, build.target)) for a in archs
+                ]
                 first, second = first[len(reference) :], second[len(reference) :]
                 medians = both[len(reference) :]
                 # The noise floor: the first measurement against the second.
@@ -164,6 +175,9 @@ def main() -> None:
                     "mape": mape(predicted, medians),
                     "mape_now": mape(now, medians),
                     "tau": kendall_tau(predicted, medians),
+                    "factors": "segment_scales" in build.calibration,
+                    "line_mape": mape(line, medians),
+                    "line_tau": kendall_tau(line, medians),
                     "inside": inside,
                     "spread": statistics.fmean(
                         100 * (m.p90_ms - m.p10_ms) / m.median_ms for m in measured
@@ -180,21 +194,26 @@ def main() -> None:
                 if args.dump:
                     atomic_write_text(args.dump, json.dumps(rows, indent=1))
                 print(
-                    f"{name} {runtime} batch {batch}: MAPE {row['mape']:.2f} % (same-time "
-                    f"calibration {row['mape_now']:.2f} %), tau "
+                    f"{name} {runtime} batch {batch} (segment factors "
+                    f"{'fitted' if row['factors'] else 'not fitted'}): MAPE {row['mape']:.2f} % "
+                    f"(same-time calibration {row['mape_now']:.2f} %), tau "
                     f"{row['tau']:.3f}, {inside}/{len(archs)} predictions inside the p10-p90 "
-                    f"band; measurement 1 vs 2: {row['noise_mape']:.2f} %, tau "
+                    f"band; the line alone (no segment factors): {row['line_mape']:.2f} %, tau "
+                    f"{row['line_tau']:.3f}; measurement 1 vs 2: {row['noise_mape']:.2f} %, tau "
                     f"{row['noise_tau']:.3f} ({time.perf_counter() - clock:.0f} s)",
                     flush=True,
                 )
     print(
         f"\n{'model':<20} {'runtime':<12} {'batch':>5} {'entries':>8} {'table s':>8} "
         f"{'scale':>6} {'measured ms':>16} {'p10-p90 %':>9} {'MAPE %':>7} {'now %':>6} "
-        f"{'tau':>6} {'noise %':>7} {'tau':>6}"
+        f"{'tau':>6} {'line %':>6} {'tau':>6} {'noise %':>7} {'tau':>6}"
     )
     for r in rows:
         low, high = r["range"]
-        noise = f"{r['noise_mape']:>7.2f} {r['noise_tau']:>6.3f}"
+        noise = (
+            f"{r['line_mape']:>6.2f} {r['line_tau']:>6.3f} "
+            f"{r['noise_mape']:>7.2f} {r['noise_tau']:>6.3f}"
+        )
         print(
             f"{r['model']:<20} {r['runtime']:<12} {r['batch']:>5} {r['entries']:>8} "
             f"{r['build_s']:>8.0f} {r['scale']:>6.3f} {f'{low:.2f}-{high:.2f}':>16} "

@@ -416,6 +416,18 @@ def test_a_calibration_on_enough_archs_predicts_its_points_through_its_factors(
         assert predicted == pytest.approx(overhead + scale * point["segments_ms"], rel=1e-4)
 
 
+def test_asking_for_another_number_of_calibration_archs_recalibrates(table, tiny, tmp_path):
+    model, space, example = tiny
+    path = tmp_path / "t.json"
+    path.write_text(table[0].read_text())
+    options = {**FAST, "calibration_archs": FAST["calibration_archs"] + 1}
+    build = build_latency_table(model, space, example, path, runtime="torch", **options)
+    assert build.measured == 0  # the entries are kept
+    assert [p["arch"] for p in build.calibration["points"]] == list(
+        calibration_archs(space, FAST["calibration_archs"] + 1)
+    )
+
+
 def test_op_units_are_predicted_per_candidate(tmp_path) -> None:
     model, space, example = traced(ChoiceNet)
     build = build_latency_table(model, space, example, tmp_path / "t.json", runtime="torch", **FAST)

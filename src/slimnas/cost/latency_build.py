@@ -155,7 +155,8 @@ def build_latency_table(
             timed calls per arch and round (`measure_latencies`); each arch's median is fitted.
         model_name: recorded with the layout, for people reading the file.
         seed: seed of the random calibration archs.
-        recalibrate: measure the calibration archs again even if the file has a calibration:
+        recalibrate: measure the calibration archs again even if the file has a calibration
+            (one on another number of archs than ``calibration_archs`` always is):
             a machine whose speed has changed since the build (a shared VM, another power
             setting) then gets a line that matches it now. Entries are kept.
         progress: a tqdm bar (quiet when stderr is not a terminal).
@@ -193,7 +194,9 @@ def build_latency_table(
     log.info("latency table %s: %d entries to measure, %d reused", path, len(todo), len(wanted))
     options = {"runtime": runtime, "device": device, "threads": threads}
     calibration = None
-    if recalibrate or key not in target.calibrations or todo:
+    stored = target.calibrations.get(key)
+    # A calibration on another number of archs than asked for is measured again.
+    if recalibrate or stored is None or todo or len(stored["points"]) != calibration_archs:
         calibration = _Calibration(model, space, example_input, target, calibration_archs, seed)
     saver = _Saver(table)
     show = progress and sys.stderr.isatty()
