@@ -15,7 +15,8 @@ Two fits, both on the *net* segment latencies of the calibration archs (`segment
   The factors are a ridge regression (Hoerl & Kennard 1970) towards 1 on relative errors, its
   strength chosen by k-fold cross-validation among a few values and "no factors" (all 1): with
   too few archs, or a table whose line already fits, the factors stay 1. A factor is never below
-  0, so a segment at more channels never predicts less than at fewer when its entries do not.
+  `FLOOR`: a segment whose widths the whole archs hardly tell apart (it varies with others)
+  would otherwise come out near 0, and a search would widen it for free.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 
 MIN_ARCHS = 16  # fewer calibration archs fit the line only
+FLOOR = 0.25  # the least factor: in onnxruntime's per-node profiles segments ran 0.8-1.6x alone
 _FOLDS = 5
 _STRENGTHS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 1e-1)
 
@@ -91,7 +93,7 @@ def fit_segment_scales(
     folds = [(np.setdiff1d(order, f), f) for f in np.array_split(order, _FOLDS)]
 
     def factors(strength: float, rows) -> np.ndarray:
-        return np.clip(_ridge(scaled[rows], y[rows], strength)[1:], 0.0, None)
+        return np.clip(_ridge(scaled[rows], y[rows], strength)[1:], FLOOR, None)
 
     best = (sum(_line_error(x, y, train, test) for train, test in folds), None)
     for strength in _STRENGTHS:
@@ -105,4 +107,4 @@ def fit_segment_scales(
     return [float(f) for f in factors(best[1], order)], best[1]
 
 
-__all__ = ["MIN_ARCHS", "fit_line", "fit_segment_scales"]
+__all__ = ["FLOOR", "MIN_ARCHS", "fit_line", "fit_segment_scales"]
