@@ -87,6 +87,9 @@ def main() -> None:
         "--entry-rounds", type=int, default=5, help="of each table entry (its best is kept)"
     )
     parser.add_argument("--calibration-archs", type=int, default=CALIBRATION_ARCHS)
+    parser.add_argument(
+        "--recalibrate", action="store_true", help="measure the tables' calibrations again"
+    )
     parser.add_argument("--seed", type=int, default=1234, help="of the evaluated archs")
     parser.add_argument("--tables", default="runs/latency_tables", help="folder of the tables")
     parser.add_argument("--quick", action="store_true", help="ResNet-56, batch 1, 10 archs")
@@ -130,6 +133,7 @@ def main() -> None:
                     calibration_rounds=args.rounds,
                     calibration_repeats=arch_repeats,
                     model_name=name,
+                    recalibrate=args.recalibrate,
                 )
                 built = time.perf_counter() - clock
                 predicted = [predict_latency(space, a, build.target) for a in archs]

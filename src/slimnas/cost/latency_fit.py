@@ -13,10 +13,11 @@ Two fits, both on the *net* segment latencies of the calibration archs (`segment
   ProxylessNAS's table sum (arXiv 1812.00332, §3.3), which has no correction at all.
 
   The factors are a ridge regression (Hoerl & Kennard 1970) towards 1 on relative errors, its
-  strength chosen by k-fold cross-validation among a few values and "no factors" (all 1): with
-  too few archs, or a table whose line already fits, the factors stay 1. A factor is never below
-  `FLOOR`: a segment whose widths the whole archs hardly tell apart (it varies with others)
-  would otherwise come out near 0, and a search would widen it for free.
+  strength chosen by 5-fold cross-validation among a few values and "no factors" (all 1), with
+  the one-standard-error rule: the most regular candidate within a standard error of the best.
+  With too few archs, or a table whose line fits about as well, the factors stay 1. A factor is
+  never below `FLOOR`: a segment whose widths the whole archs hardly tell apart (it varies with
+  others) would otherwise come out near 0, and a search would widen it for free.
 """
 
 from __future__ import annotations
@@ -79,8 +80,9 @@ def fit_segment_scales(
     ``measured``. Returns the factors and the ridge strength chosen (``None``: all factors 1,
     from too few archs or because cross-validation found them no better).
 
-    Each candidate is scored by the squared relative error of the line fitted through the
-    factored sums, on held-out folds: the same prediction `predict_latency` makes.
+    Each candidate is scored by the squared relative error, on held-out folds, of the line fitted
+    through the factored sums (the prediction `predict_latency` makes); the most regular one
+    within a standard error (of the sum over folds) of the best is chosen.
     """
     x = np.asarray(values, dtype=np.float64)
     y = np.asarray(measured, dtype=np.float64)
@@ -95,16 +97,24 @@ def fit_segment_scales(
     def factors(strength: float, rows) -> np.ndarray:
         return np.clip(_ridge(scaled[rows], y[rows], strength)[1:], FLOOR, None)
 
-    best = (sum(_line_error(x, y, train, test) for train, test in folds), None)
-    for strength in _STRENGTHS:
-        error = sum(
-            _line_error(x, y, train, test, factors(strength, train)) for train, test in folds
+    # The one-standard-error rule (Hastie, Tibshirani & Friedman, ESL §7.10): of the candidates
+    # whose cross-validated error is within one standard error of the least, the most regular.
+    candidates = [None, *sorted(_STRENGTHS, reverse=True)]  # the most regular first
+    errors = [
+        np.array(
+            [
+                _line_error(x, y, train, test, None if s is None else factors(s, train))
+                for train, test in folds
+            ]
         )
-        if error < best[0]:
-            best = (error, strength)
-    if best[1] is None:
+        for s in candidates
+    ]
+    least = min(errors, key=np.sum)
+    bound = least.sum() + least.std(ddof=1) * np.sqrt(_FOLDS)
+    chosen = next(s for s, e in zip(candidates, errors) if e.sum() <= bound)
+    if chosen is None:
         return ones, None
-    return [float(f) for f in factors(best[1], order)], best[1]
+    return [float(f) for f in factors(chosen, order)], chosen
 
 
 __all__ = ["FLOOR", "MIN_ARCHS", "fit_line", "fit_segment_scales"]
