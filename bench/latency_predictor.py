@@ -11,11 +11,13 @@ refitted through them gives a second, "same-time" prediction: the table's own ca
 measured minutes earlier, and a machine whose speed drifts (this project's VM does, by 10-30 %
 within a minute) shifts every measurement since. Prints per target the mean absolute percentage
 error of both predictions (goal <= 5 %) and Kendall's tau-b (the same for both: they differ by
-an increasing line) between predicted and measured (goal >= 0.9), and the same two
-figures for the first measurement against the second (the noise floor: a prediction cannot agree
-with the measurements better than they agree with themselves), then one line per figure.
+an increasing line) between predicted and measured (goal >= 0.9); the same two figures for the
+same-time line through the plain segment sums (what the table's per-segment factors add, see
+`slimnas.cost.latency_fit`), and for the first measurement against the second (the noise
+floor: a prediction cannot agree with the measurements better than they agree with
+themselves), then one line per figure.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/latency_predictor.py          # ~20 min, 2 cores
+    OMP_NUM_THREADS=1 .venv/bin/python bench/latency_predictor.py          # ~40 min, 2 cores
     OMP_NUM_THREADS=1 .venv/bin/python bench/latency_predictor.py --quick  # under a minute
 """
 

@@ -5,11 +5,11 @@ Two fits, both on the *net* segment latencies of the calibration archs (`segment
 - `fit_line`: ``measured = overhead + scale * sum``, robustly (Theil–Sen).
 - `fit_segment_scales`: one factor per segment, ``measured ≈ a + c * Σ_s factor_s * value_s``.
   Segments timed alone are wrong by amounts of their own, not by one common scale: on
-  onnxruntime a depthwise conv at 32x32 pays its NCHWc reorders alone but not inside the model,
-  while a 4x4 conv pays the per-node cost that its isolated call hides under the empty call's. A
+  onnxruntime a conv at 32x32 pays NCHWc reorders of large tensors alone but not inside the
+  model, while a small late conv costs more in the model than alone. A
   line cannot undo errors that differ per segment, and the bench shows it: on the CIFAR
-  MobileNetV2 with onnxruntime at batch 1, 50 archs ranked with Kendall tau 0.86 under the line
-  and 0.90 with the factors fitted on 64 archs (docs/latency.md). This is our extension of
+  MobileNetV2 with onnxruntime at batch 1, 50 archs ranked with Kendall tau 0.853 under the line
+  and 0.936 with the factors fitted on 64 archs (docs/latency.md). This is our extension of
   ProxylessNAS's table sum (arXiv 1812.00332, §3.3), which has no correction at all.
 
   The factors are a ridge regression (Hoerl & Kennard 1970) towards 1 on relative errors, its
