@@ -411,7 +411,7 @@ def cmd_latency_table(args: argparse.Namespace) -> int:
     fitted = (
         f"segment factors fitted (ridge strength {strength:g})"
         if strength
-        else "no segment factors (the line alone fits as well)"
+        else "no segment factors (under 16 archs, or the line alone fits about as well)"
     )
     largest = next(p for p in calibration["points"] if p["arch"] == "max")
     predicted = predict_latency(space, space.max_arch(), build.target)

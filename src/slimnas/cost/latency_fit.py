@@ -6,11 +6,11 @@ Two fits, both on the *net* segment latencies of the calibration archs (`segment
 - `fit_segment_scales`: one factor per segment, ``measured ≈ a + c * Σ_s factor_s * value_s``.
   Segments timed alone are wrong by amounts of their own, not by one common scale: on
   onnxruntime a conv at 32x32 pays NCHWc reorders of large tensors alone but not inside the
-  model, while a small late conv costs more in the model than alone. A
-  line cannot undo errors that differ per segment, and the bench shows it: on the CIFAR
-  MobileNetV2 with onnxruntime at batch 1, 50 archs ranked with Kendall tau 0.853 under the line
-  and 0.936 with the factors fitted on 64 archs (docs/latency.md). This is our extension of
-  ProxylessNAS's table sum (arXiv 1812.00332, §3.3), which has no correction at all.
+  model, while a small late conv costs more in the model than alone. A line cannot undo errors
+  that differ per segment, and the bench shows it: on the CIFAR MobileNetV2 with onnxruntime at
+  batch 1, 50 archs ranked with Kendall tau 0.853 under the line and 0.936 with the factors
+  fitted on 64 archs (docs/latency.md). This is our extension of ProxylessNAS's table sum
+  (arXiv 1812.00332, §3.3), which has no correction at all.
 
   The factors are a ridge regression (Hoerl & Kennard 1970) towards 1 on relative errors, its
   strength chosen by 5-fold cross-validation among a few values and "no factors" (all 1), with
@@ -28,7 +28,9 @@ from collections.abc import Sequence
 import numpy as np
 
 MIN_ARCHS = 16  # fewer calibration archs fit the line only
-FLOOR = 0.25  # the least factor: in onnxruntime's per-node profiles segments ran 0.8-1.6x alone
+# The least factor; in onnxruntime's per-node profiles, segments inside whole graphs ran at
+# 0.8-1.6x their isolated entries.
+FLOOR = 0.25
 _FOLDS = 5
 _STRENGTHS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 1e-1)
 
