@@ -171,6 +171,39 @@ def test_measure_latencies_interleaves_rounds_and_pools_them() -> None:
     assert small.median_ms < large.median_ms  # 128 times the work
 
 
+@pytest.mark.parametrize("over_budget", [False, True])
+def test_onnxruntime_sessions_are_held_or_built_per_round(monkeypatch, over_budget) -> None:
+    import onnxruntime as ort
+
+    from slimnas.cost import latency
+
+    built: list[int] = []
+
+    class Counted(ort.InferenceSession):
+        def __init__(self, *args, **kwargs):
+            built.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", Counted)
+    if over_budget:  # any memory the first session takes is too much
+        monkeypatch.setattr(latency, "held_sessions_budget", lambda: -(2**40))
+    models = [nn.Conv2d(3, 2, 3, padding=1), nn.Conv2d(3, 256, 3, padding=1)]
+    small, large = measure_latencies(
+        models, (1, 3, 32, 32), runtime="onnxruntime", threads=1, warmup=1, rounds=3, repeats=4
+    )
+    # Held: one session per model. Over budget: the first, then one per model and round.
+    assert len(built) == (1 + 3 * 2 if over_budget else 2)
+    assert small.repeats == large.repeats == 12
+    assert small.median_ms < large.median_ms  # 128 times the work, either way
+
+
+def test_held_sessions_budget_is_capped_by_the_memory_available() -> None:
+    from slimnas.cost.latency import HELD_SESSIONS_BYTES, held_sessions_budget
+
+    budget = held_sessions_budget()
+    assert budget is None or 0 < budget <= HELD_SESSIONS_BYTES
+
+
 def test_measure_latencies_refuses_bad_settings(tiny) -> None:
     with pytest.raises(LatencyError, match="rounds >= 1"):
         measure_latencies([tiny[0]], (1, 3, 16, 16), rounds=0)
