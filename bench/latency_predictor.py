@@ -1,7 +1,7 @@
 """How well a latency table predicts the measured latency of exported archs.
 
 For each model (CIFAR MobileNetV2 and ResNet-56 by default), runtime (torch eager and
-onnxruntime) and batch size (1 and 32), all on the CPU with ``--threads`` threads: builds (or
+onnxruntime) and batch size (1, 8 and 32), all on the CPU with ``--threads`` threads: builds (or
 reuses) the latency table of that target in ``--tables``, draws ``--archs`` random archs of the
 model's space (seeded, none of them used by the table's calibration), predicts each one's latency
 from the table, exports it (`Supernet.export`) and measures all of them together, twice, each
@@ -79,7 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["mobilenet_v2_cifar", "resnet56"])
     parser.add_argument("--runtimes", nargs="+", default=["torch", "onnxruntime"])
-    parser.add_argument("--batches", nargs="+", type=int, default=[1, 32])
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32])
     parser.add_argument("--archs", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
