@@ -24,6 +24,7 @@ from slimnas.dynamic.mixed import DepthMix, WidthMix
 from slimnas.dynamic.norm import DynamicBatchNorm1d, DynamicBatchNorm2d
 from slimnas.errors import ArchError, CheckpointError
 from slimnas.io import atomic_write_text, load_tensors, save_tensors
+from slimnas.ranking.permute import Ranking, rank_channels
 from slimnas.space.space import Space
 from slimnas.space.units import Arch, ChannelUnit, Choice_, DepthUnit
 
@@ -152,6 +153,11 @@ class Supernet(nn.Module):
 
     def uniform_arch(self, ratio: float) -> Arch:
         return self.space.uniform_arch(ratio)
+
+    def rank_channels(self, criterion: str = "l1", **options) -> Ranking:
+        """Reorder every channel unit most important first, in place; the function at the max
+        arch is unchanged. See `slimnas.ranking.rank_channels` for criteria and options."""
+        return rank_channels(self, criterion, **options)
 
     # ------------------------------------------------------------------------------ export
     def export(self, arch: Mapping[str, Choice_] | None = None) -> nn.Module:
