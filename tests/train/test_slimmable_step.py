@@ -11,7 +11,9 @@ import torch.nn.functional as F
 from tiny_training import tiny_loader, tiny_supernet
 
 from slimnas.errors import ConfigError
+from slimnas.space.units import ChannelUnit
 from slimnas.train import SandwichStep, Trainer, sandwich_step
+from slimnas.train.slimmable import sample_arch
 
 SMOOTHING = 0.1
 
@@ -148,9 +150,54 @@ def test_generator_state_round_trips(supernet_and_batch):
     other = sandwich_step(base, generator=torch.Generator().manual_seed(0))
     other.load_state_dict(state)
     assert [base.space.sample(other.generator) for _ in range(3)] == expected
-    assert sandwich_step(base).state_dict() == {}
+    assert sandwich_step(base).state_dict() == {"steps": 0}  # no generator: only the count
 
 
 def test_fewer_than_two_archs_is_refused(supernet_and_batch):
     with pytest.raises(ConfigError, match="at least the max and min"):
         sandwich_step(supernet_and_batch[0], n=1)
+
+
+def test_uniform_sampling_puts_every_unit_at_one_relative_position(supernet_and_batch):
+    space = supernet_and_batch[0].space
+    g = torch.Generator().manual_seed(0)
+    positions = set()
+    for _ in range(20):
+        arch = sample_arch(space, "uniform", g)
+        # The same fraction u picks index int(u · len(choices)) in every unit.
+        fractions = [
+            (
+                unit.choices.index(arch[name]) / len(unit.choices),
+                (unit.choices.index(arch[name]) + 1) / len(unit.choices),
+            )
+            for name, unit in space.searchable.items()
+            if isinstance(unit, ChannelUnit)
+        ]
+        assert max(lo for lo, _ in fractions) < min(hi for _, hi in fractions)
+        positions.add(tuple(arch.values()))
+    assert len(positions) > 1
+    with pytest.raises(ConfigError, match="sampling"):
+        sample_arch(space, "layerwise", g)
+
+
+def test_distillation_starts_after_the_given_steps(supernet_and_batch):
+    base, batch = supernet_and_batch
+    runs = {}
+    for name, options in {
+        "labels": {"distill": False},
+        "late": {"distill": True, "distill_after": 1},
+        "soft": {"distill": True},
+    }.items():
+        model = copy.deepcopy(base)
+        step = SandwichStep(model, 3, torch.Generator().manual_seed(7), SMOOTHING, **options)
+        losses = []
+        for _ in range(2):
+            torch.manual_seed(0)
+            model.zero_grad(set_to_none=True)
+            _, metrics = step(model, batch, lambda loss: loss.backward())
+            losses.append(metrics["loss_min"])
+        runs[name] = losses
+        assert step.state_dict()["steps"] == 2
+    torch.testing.assert_close(runs["late"][0], runs["labels"][0])  # step 1: on the labels
+    torch.testing.assert_close(runs["late"][1], runs["soft"][1])  # step 2: distilled
+    assert not torch.allclose(runs["late"][1], runs["labels"][1])

@@ -21,18 +21,45 @@ silently off).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from slimnas.errors import ConfigError
+from slimnas.space.space import Space
+from slimnas.space.units import Arch, OpUnit
 from slimnas.train.losses import cross_entropy, soft_cross_entropy
 from slimnas.train.rng import generator_state, set_generator_state
 from slimnas.train.step import Backward, Metrics, top1
 
 if TYPE_CHECKING:
     from slimnas.supernet import Supernet
+
+
+SAMPLINGS = ("unit", "uniform")
+
+
+def sample_arch(space: Space, sampling: str, generator: torch.Generator | None) -> Arch:
+    """One random arch of ``space`` for the sandwich rule's middle archs.
+
+    ``"unit"``: every unit its own uniformly drawn choice (AutoSlim's non-uniform supernet,
+    §2.1). ``"uniform"``: one fraction ``u ~ U[0, 1)`` for the whole net, each unit taking the
+    choice at that relative position (US-Nets' single width multiplier, arXiv 1903.05134 §3.1,
+    extended to depth units); op units keep a uniformly drawn candidate.
+    """
+    if sampling == "unit":
+        return space.sample(generator)
+    if sampling != "uniform":
+        raise ConfigError(f"sandwich sampling must be one of {SAMPLINGS}, got {sampling!r}")
+    picks = torch.rand(len(space.searchable) + 1, generator=generator).tolist()
+    fraction = picks[0]
+    arch = {}
+    for (name, unit), own in zip(space.searchable.items(), picks[1:]):
+        at = own if isinstance(unit, OpUnit) else fraction
+        arch[name] = unit.choices[int(at * len(unit.choices))]
+    return Arch(arch)
 
 
 class SandwichStep:
@@ -47,6 +74,12 @@ class SandwichStep:
         label_smoothing: of the max arch's label loss.
         distill: train the other archs on the max arch's output; False trains every arch on the
             labels (with the same smoothing).
+        sampling: how the ``n − 2`` random archs are drawn (`sample_arch`).
+        distill_after: steps during which the other archs learn from the labels before in-place
+            distillation starts (0: from the first step, as the paper).
+        student_weight: factor on each of the other archs' losses (1: summed, as the paper;
+            ``1 / (n − 1)``: the max arch gets as much gradient as all the others together).
+        sampler: overrides ``sampling`` with a function of the generator returning an arch.
 
     Metrics: ``loss_max``, ``loss_min`` and ``acc_max`` (top-1 of the max arch on the batch).
     The returned loss is the sum of the ``n`` losses.
@@ -59,14 +92,34 @@ class SandwichStep:
         generator: torch.Generator | None = None,
         label_smoothing: float = 0.1,
         distill: bool = True,
+        sampling: str = "unit",
+        distill_after: int = 0,
+        student_weight: float = 1.0,
+        sampler: Callable[[torch.Generator | None], Arch] | None = None,
     ):
         if n < 2:
             raise ConfigError(f"the sandwich rule trains at least the max and min archs; n={n}")
+        if sampling not in SAMPLINGS:
+            raise ConfigError(f"sandwich sampling must be one of {SAMPLINGS}, got {sampling!r}")
+        if distill_after < 0:
+            raise ConfigError(f"distill_after must be >= 0 steps, got {distill_after}")
         self.supernet = supernet
         self.n = n
         self.generator = generator
         self.label_smoothing = label_smoothing
         self.distill = distill
+        self.sampling = sampling
+        self.distill_after = distill_after
+        if not student_weight > 0:
+            raise ConfigError(f"student_weight must be positive, got {student_weight}")
+        self.student_weight = student_weight
+        self.sampler = sampler
+        self.steps = 0  # steps taken, for distill_after; saved in checkpoints
+
+    def _sample(self) -> Arch:
+        if self.sampler is not None:
+            return self.sampler(self.generator)
+        return sample_arch(self.supernet.space, self.sampling, self.generator)
 
     def __call__(
         self, model: nn.Module, batch: Any, backward: Backward
@@ -82,29 +135,34 @@ class SandwichStep:
         acc_max = top1(logits.detach(), labels)
         total = loss_max.detach()
         loss_min = None
-        archs = [supernet.min_arch()]
-        archs += [supernet.space.sample(self.generator) for _ in range(self.n - 2)]
+        distill = self.distill and self.steps >= self.distill_after
+        archs = [supernet.min_arch()] + [self._sample() for _ in range(self.n - 2)]
         try:
             for arch in archs:
                 supernet.activate(arch)
                 out = model(images)
-                if self.distill:
+                if distill:
                     loss = soft_cross_entropy(out, teacher)
                 else:
                     loss = cross_entropy(out, labels, self.label_smoothing)
-                backward(loss)
+                backward(loss * self.student_weight if self.student_weight != 1.0 else loss)
                 loss_min = loss.detach() if loss_min is None else loss_min
                 total = total + loss.detach()
         finally:
             supernet.activate(max_arch)
+        self.steps += 1
         return total, {"loss_max": loss_max.detach(), "loss_min": loss_min, "acc_max": acc_max}
 
     def state_dict(self) -> dict[str, Any]:
-        """The sampling generator's state (JSON-able); empty without a generator."""
-        return {} if self.generator is None else {"generator": generator_state(self.generator)}
+        """The sampling generator's state and the step count (JSON-able)."""
+        state: dict[str, Any] = {"steps": self.steps}
+        if self.generator is not None:
+            state["generator"] = generator_state(self.generator)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the sampling generator. Changes ``self.generator``."""
+        """Restore the sampling generator and step count. Changes this step."""
+        self.steps = int(state.get("steps", 0))
         if self.generator is not None and "generator" in state:
             set_generator_state(self.generator, state["generator"])
 

@@ -1,0 +1,188 @@
+"""Proxy quality: does a supernet's inherited accuracy rank archs the way retraining does?
+
+Trains a sandwich-rule supernet with a `slimnas train` recipe (default
+`examples/train_resnet20.toml`: ResNet-20 on the built-in CIFAR-10 subset), picks archs spread
+over the MACs range (the uniform-width path and random archs at several MACs levels), scores each
+with inherited weights (BatchNorm recalibrated, held-out images), retrains each from its native
+initialisation (`slimnas.train.native_init`) with the same recipe, tests it once, and prints
+Kendall's τ and Spearman's ρ between the two accuracies, plus whether inherited accuracy rises
+with width along the uniform path (a drop larger than the standard error counts as a fault).
+
+    .venv/bin/python bench/proxy_quality.py [--set train.epochs=5] [--retrain-epochs 5]
+        [--supernet default|paper] [--random 6] [--threads N] [--out rows.jsonl]
+
+Ends with ``NAME: VALUE UNIT`` lines (kendall_tau, spearman_rho, uniform_path_faults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from slimnas.config import load_config
+from slimnas.cost import macs
+from slimnas.data import normalize
+from slimnas.data.prepare import load_training_data, make_loader
+from slimnas.models.build import build_model
+from slimnas.report.proxy import accuracy_standard_error, kendall_tau, spearman_rho
+from slimnas.space import trace
+from slimnas.space.units import Arch, ChannelUnit
+from slimnas.supernet import Supernet
+from slimnas.train import evaluate, plain_step, recalibrate_bn
+from slimnas.train.native_init import apply_native_init, record_init
+from slimnas.train.recipe import trainer_from_recipe
+from slimnas.train.residual_init import zero_init_residual_bn
+from slimnas.train.slimmable import SandwichStep
+
+PAPER = {"distill": True, "sampling": "unit"}  # US-Nets / AutoSlim as published
+
+
+def uniform_arch(space, ratio: float) -> Arch:
+    """Every channel unit at the choice nearest ``ratio`` × its max; other units at default."""
+    picks = {}
+    for name, unit in space.searchable.items():
+        if isinstance(unit, ChannelUnit):
+            picks[name] = min(unit.choices, key=lambda c: (abs(c - ratio * unit.max_channels), -c))
+        else:
+            picks[name] = unit.default
+    return Arch(picks)
+
+
+def random_arch_near(space, share: float, generator: torch.Generator, tries: int = 400) -> Arch:
+    """A random arch (every unit drawn on its own) whose MACs are nearest ``share`` of the max."""
+    target = share * macs(space, space.max_arch())
+    best, gap = None, math.inf
+    for _ in range(tries):
+        arch = space.sample(generator)
+        g = abs(macs(space, arch) - target)
+        if g < gap:
+            best, gap = arch, g
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="examples/train_resnet20.toml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--supernet", choices=("default", "paper"), default="default")
+    parser.add_argument("--retrain-epochs", type=int, default=None)
+    parser.add_argument("--uniform", type=int, default=7, help="points on the uniform path")
+    parser.add_argument("--random", type=int, default=6, help="random archs")
+    parser.add_argument("--divisor", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--out", help="write the rows as JSON lines to this file")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    config = load_config(args.config, args.set)
+    data = load_training_data(config.data)
+    cfg = config.train
+    retrain = replace(cfg, epochs=args.retrain_epochs or cfg.epochs)
+
+    def batches(split, train: bool, seed: int = cfg.seed):
+        return make_loader(data, split, cfg.batch_size, train=train, seed=seed)
+
+    def build():
+        return build_model(config.model.name, num_classes=data.num_classes)[0]
+
+    torch.manual_seed(cfg.seed)
+    model, init_record = record_init(build)
+    example = normalize(data.train[0][:2], data.mean, data.std)
+    space = trace(model, example, divisor=args.divisor)
+    for name, unit in list(space.searchable.items()):  # widths only, as `slimnas run` searches
+        if not isinstance(unit, ChannelUnit):
+            space = space.fix(name)
+    options = PAPER if args.supernet == "paper" else {}
+    if args.supernet == "default":
+        zero_init_residual_bn(model)
+    supernet = Supernet(model, space)
+    loader = batches(data.train, True)
+    step = SandwichStep(
+        supernet,
+        generator=torch.Generator().manual_seed(cfg.seed),
+        label_smoothing=cfg.label_smoothing,
+        **options,
+    )
+    print(
+        f"{config.model.name}, {config.data.source}: {len(data.train[1])} train / "
+        f"{len(data.heldout[1])} held-out / {len(data.test[1])} test images; supernet "
+        f"{args.supernet} {cfg.epochs} epochs, retrain {retrain.epochs} epochs; "
+        f"{args.threads} threads, load {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+    started = time.perf_counter()
+    trainer_from_recipe(
+        supernet, loader, cfg, step_fn=step, run_dir=None, resume=False, progress=False
+    ).fit()
+    print(f"supernet trained in {time.perf_counter() - started:.0f} s", flush=True)
+
+    max_macs = macs(space, space.max_arch())
+    archs: dict[Arch, str] = {}
+    for ratio in torch.linspace(0.25, 1.0, args.uniform).tolist():
+        archs.setdefault(uniform_arch(space, ratio), f"uniform {ratio:.2f}")
+    generator = torch.Generator().manual_seed(1)
+    for share in torch.linspace(0.25, 0.85, args.random).tolist():
+        archs.setdefault(random_arch_near(space, share, generator), f"random {share:.2f}")
+
+    heldout, test = batches(data.heldout, False), batches(data.test, False)
+    rows = []
+    print(f"{'arch':<14} {'MACs %':>7} {'inherited':>10} {'retrained':>10} {'s':>6}", flush=True)
+    for arch, label in archs.items():
+        recalibrate_bn(supernet, arch, itertools.islice(iter(loader), cfg.bn_batches))
+        inherited = evaluate(supernet, heldout).accuracy
+        small = supernet.export(arch)  # weights re-drawn below: the arch's own initialisation
+        apply_native_init(small, init_record, seed=cfg.seed)
+        t0 = time.perf_counter()
+        trainer_from_recipe(
+            small,
+            loader,
+            retrain,
+            step_fn=plain_step(cfg.label_smoothing),
+            run_dir=None,
+            resume=False,
+            progress=False,
+        ).fit()
+        retrained = evaluate(small, test).accuracy
+        row = {
+            "arch": label,
+            "macs_share": macs(space, arch) / max_macs,
+            "inherited": inherited,
+            "retrained": retrained,
+            "choices": dict(arch),
+        }
+        rows.append(row)
+        print(
+            f"{label:<14} {100 * row['macs_share']:>7.1f} {100 * inherited:>10.2f} "
+            f"{100 * retrained:>10.2f} {time.perf_counter() - t0:>6.0f}",
+            flush=True,
+        )
+    supernet.activate(space.max_arch())
+
+    inherited = [r["inherited"] for r in rows]
+    retrained = [r["retrained"] for r in rows]
+    tau, rho = kendall_tau(inherited, retrained), spearman_rho(inherited, retrained)
+    path = sorted(
+        (r for r in rows if r["arch"].startswith("uniform")), key=lambda r: r["macs_share"]
+    )
+    se = accuracy_standard_error(max(inherited), len(data.heldout[1]))
+    faults = sum(b["inherited"] < a["inherited"] - se for a, b in zip(path, path[1:]))
+    if args.out:
+        Path(args.out).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    print(f"held-out standard error of one accuracy: {100 * se:.2f} points")
+    print(f"kendall_tau: {tau:.3f}")
+    print(f"spearman_rho: {rho:.3f}")
+    print(f"uniform_path_faults: {faults} of {len(path) - 1} steps")
+    print(f"archs: {len(rows)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""Proxy quality: how well a supernet's inherited accuracy predicts retrained accuracy.
+
+A one-shot method ranks archs by their accuracy with weights inherited from a supernet (AutoSlim
+§3.2, TAS §3.2, ProxylessNAS §3.2 all rely on it); the ranking is only as good as its agreement
+with the accuracy each arch reaches when trained on its own. These are the figures the report and
+`bench/proxy_quality.py` print: Kendall's τ-b and Spearman's ρ between the two accuracies over the
+archs of a run, and the binomial standard error of one accuracy on n images, against which a
+difference between two archs is read.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's τ-b of two equally long sequences (ties counted as in τ-b); NaN if undefined."""
+    if len(x) != len(y):
+        raise ValueError(f"kendall_tau needs equal lengths, got {len(x)} and {len(y)}")
+    concordant = discordant = ties_x = ties_y = 0
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            dx, dy = x[i] - x[j], y[i] - y[j]
+            if dx == 0 and dy == 0:
+                continue
+            if dx == 0:
+                ties_x += 1
+            elif dy == 0:
+                ties_y += 1
+            elif (dx > 0) == (dy > 0):
+                concordant += 1
+            else:
+                discordant += 1
+    pairs_x = concordant + discordant + ties_x
+    pairs_y = concordant + discordant + ties_y
+    if pairs_x == 0 or pairs_y == 0:
+        return math.nan
+    return (concordant - discordant) / math.sqrt(pairs_x * pairs_y)
+
+
+def _ranks(values: Sequence[float]) -> list[float]:
+    """Ranks from 1, ties given their average rank."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's ρ: Pearson's correlation of the (tie-averaged) ranks; NaN if undefined."""
+    if len(x) != len(y):
+        raise ValueError(f"spearman_rho needs equal lengths, got {len(x)} and {len(y)}")
+    rx, ry = _ranks(x), _ranks(y)
+    n = len(rx)
+    if n < 2:
+        return math.nan
+    mx, my = sum(rx) / n, sum(ry) / n
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    vx = sum((a - mx) ** 2 for a in rx)
+    vy = sum((b - my) ** 2 for b in ry)
+    return cov / math.sqrt(vx * vy) if vx > 0 and vy > 0 else math.nan
+
+
+def accuracy_standard_error(accuracy: float, images: int) -> float:
+    """Binomial standard error √(p(1 − p)/n) of an accuracy ``p`` measured on ``images``."""
+    if images <= 0:
+        raise ValueError(f"images must be positive, got {images}")
+    p = min(max(accuracy, 0.0), 1.0)
+    return math.sqrt(p * (1 - p) / images)
+
+
+__all__ = ["accuracy_standard_error", "kendall_tau", "spearman_rho"]
