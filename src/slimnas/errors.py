@@ -35,3 +35,7 @@ class ExportError(SlimnasError):
 
 class LatencyError(SlimnasError):
     """Latency cannot be measured or predicted (missing runtime or device, unsupported layer)."""
+
+
+class PruningError(SlimnasError):
+    """A model could not be pruned to the asked size (an unsupported layer, a target too small)."""
