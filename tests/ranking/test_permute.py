@@ -7,7 +7,13 @@ import torch
 import torchvision
 
 import slimnas
-from slimnas.models import mobilenet_v2, mobilenet_v2_cifar, resnet20, resnet56
+from slimnas.models import (
+    mobilenet_v2,
+    mobilenet_v2_cifar,
+    proxyless_cifar_small,
+    resnet20,
+    resnet56,
+)
 from slimnas.ranking import channel_importance, permutable_units, rank_channels
 
 CIFAR = (2, 3, 32, 32)
@@ -25,6 +31,13 @@ MODELS = {  # the golden models of tests/test_export_equality.py
     "tv_efficientnet_b0": (lambda: torchvision.models.efficientnet_b0(), SMALL),
     "tv_regnet_x_400mf": (lambda: torchvision.models.regnet_x_400mf(), SMALL),
 }
+# Beyond the golden models: concatenated segments (squeezenet's fire modules) and op choices.
+EXTRA = {
+    "tv_squeezenet1_1": (lambda: torchvision.models.squeezenet1_1(), SMALL),
+    "proxyless_cifar_small": (lambda: proxyless_cifar_small(), CIFAR),
+}
+MODELS.update(EXTRA)
+SLOW = {"proxyless_cifar_small"}
 
 
 def _supernet(name: str, randomise_bn, dtype=torch.float64):
@@ -38,7 +51,9 @@ def _supernet(name: str, randomise_bn, dtype=torch.float64):
     return slimnas.Supernet(model.to(dtype), space).eval(), x.to(dtype)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in MODELS]
+)
 def test_ranking_preserves_the_function(name: str, randomise_bn) -> None:
     # float64, so that the 1e-5 bound tests the permutation and not float32 summation order
     # (randomly initialised ResNet-56 has logits of ~3e4).
