@@ -86,9 +86,10 @@ def importance_order(scores: torch.Tensor, granularity: int = 1) -> torch.Tensor
 def permute_channels(model: nn.Module, space: Space, orders: Mapping[str, torch.Tensor]) -> None:
     """Reorder channel units in place: channel ``i`` of unit ``u`` becomes old ``orders[u][i]``.
 
-    Every parameter and buffer range that holds the unit's channels is rewritten (in place, under
-    ``no_grad``, so that views and optimizers keep the same tensors). The caller must only pass
-    units from `permutable_units`, or the function changes.
+    Every parameter and buffer range that holds the unit's channels is rewritten in place, under
+    ``no_grad`` (the tensors stay the same objects). Optimizer state such as momentum is *not*
+    permuted: rank before building an optimizer. The caller must only pass units from
+    `permutable_units`, or the function changes.
     """
     index: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
     for name, unit_slots in channel_slots(space).items():
