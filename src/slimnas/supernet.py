@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
@@ -154,10 +154,13 @@ class Supernet(nn.Module):
     def uniform_arch(self, ratio: float) -> Arch:
         return self.space.uniform_arch(ratio)
 
-    def rank_channels(self, criterion: str = "l1", **options) -> Ranking:
+    def rank_channels(
+        self, criterion: str = "l1", batches: Iterable | None = None, *, side: str = "both"
+    ) -> Ranking:
         """Reorder every channel unit most important first, in place; the function at the max
-        arch is unchanged. See `slimnas.ranking.rank_channels` for criteria and options."""
-        return rank_channels(self, criterion, **options)
+        arch is unchanged. Criteria "l1", "l2", "bn", "taylor" (which needs ``batches`` of
+        (images, labels)); see `slimnas.ranking.rank_channels`."""
+        return rank_channels(self, criterion, side=side, batches=batches)
 
     # ------------------------------------------------------------------------------ export
     def export(self, arch: Mapping[str, Choice_] | None = None) -> nn.Module:
