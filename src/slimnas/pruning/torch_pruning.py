@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import copy
 import logging
+import sys
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from slimnas.cost.measured import module_macs
 from slimnas.errors import ConfigError, PruningError
@@ -84,6 +86,7 @@ def prune_with_torch_pruning(
     iterative_steps: int = 400,
     round_to: int | None = None,
     ignored_layers: list[nn.Module] | None = None,
+    progress: bool = True,
 ) -> PrunedModel:
     """Prune a copy of ``model`` with Torch-Pruning until its MACs are ``<= macs_ratio`` of the
     original's.
@@ -98,6 +101,8 @@ def prune_with_torch_pruning(
             about ``1 / iterative_steps`` of the channels.
         round_to: keep channel counts multiples of this (Torch-Pruning's ``round_to``).
         ignored_layers: modules to leave whole; default the classifier(s) writing the output.
+        progress: show a progress bar (on a terminal only); each step takes about 0.3 s for
+            ResNet-20 on a CPU.
 
     Returns:
         The `PrunedModel`.
@@ -137,21 +142,32 @@ def prune_with_torch_pruning(
             "leave this baseline out for it"
         ) from None
     macs, steps = base, 0
-    while macs > target:
-        if steps >= iterative_steps:
-            raise PruningError(
-                f"Torch-Pruning reached only {macs / base:.1%} of the MACs after {steps} steps, "
-                f"above the target {macs_ratio:.1%}; its prunable layers are exhausted"
-            )
-        try:
-            pruner.step()
-            macs = module_macs(pruned, x)
-        except Exception as err:
-            raise PruningError(
-                f"Torch-Pruning failed to prune this model ({_reason(err)}); "
-                "leave this baseline out for it"
-            ) from None
-        steps += 1
+    bar = tqdm(
+        total=iterative_steps,
+        desc="torch-pruning",
+        unit="step",
+        disable=not progress or not sys.stderr.isatty(),
+    )
+    try:
+        while macs > target:
+            if steps >= iterative_steps:
+                raise PruningError(
+                    f"Torch-Pruning reached only {macs / base:.1%} of the MACs after {steps} "
+                    f"steps, above the target {macs_ratio:.1%}; its prunable layers are exhausted"
+                )
+            try:
+                pruner.step()
+                macs = module_macs(pruned, x)
+            except Exception as err:
+                raise PruningError(
+                    f"Torch-Pruning failed to prune this model ({_reason(err)}); "
+                    "leave this baseline out for it"
+                ) from None
+            steps += 1
+            bar.update()
+            bar.set_postfix(macs=f"{macs / base:.1%}")
+    finally:
+        bar.close()
     tp_macs, _ = tp.utils.count_ops_and_params(pruned, x)
     log.info(
         "Torch-Pruning: %d steps, MACs %d -> %d (%.1f%%; its own count %d)",
