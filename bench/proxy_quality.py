@@ -8,8 +8,11 @@ initialisation (`slimnas.train.native_init`) with the same recipe, tests it once
 Kendall's τ and Spearman's ρ between the two accuracies, plus whether inherited accuracy rises
 with width along the uniform path (a drop larger than the standard error counts as a fault).
 
-    .venv/bin/python bench/proxy_quality.py [--set train.epochs=5] [--retrain-epochs 5]
-        [--supernet default|paper] [--random 6] [--threads N] [--out rows.jsonl]
+    .venv/bin/python bench/proxy_quality.py --cache runs/proxy [--set train.epochs=5]
+        [--step student_weight=0.333] [--retrain-epochs 5] [--random 6] [--shard 0/2]
+
+Each arch's row is written to ``CACHE/rows/`` as it is done, so a killed run resumes; two
+processes with ``--shard 0/2`` and ``--shard 1/2`` share the retraining.
 
 Ends with ``NAME: VALUE UNIT`` lines (kendall_tau, spearman_rho, uniform_path_faults).
 """
@@ -31,6 +34,7 @@ from slimnas.config import load_config
 from slimnas.cost import macs
 from slimnas.data import normalize
 from slimnas.data.prepare import load_training_data, make_loader
+from slimnas.io import atomic_write_text, load_tensors, save_tensors
 from slimnas.models.build import build_model
 from slimnas.report.proxy import accuracy_standard_error, kendall_tau, spearman_rho
 from slimnas.space import trace
@@ -39,10 +43,7 @@ from slimnas.supernet import Supernet
 from slimnas.train import evaluate, plain_step, recalibrate_bn
 from slimnas.train.native_init import apply_native_init, record_init
 from slimnas.train.recipe import trainer_from_recipe
-from slimnas.train.residual_init import zero_init_residual_bn
 from slimnas.train.slimmable import SandwichStep
-
-PAPER = {"distill": True, "sampling": "unit"}  # US-Nets / AutoSlim as published
 
 
 def uniform_arch(space, ratio: float) -> Arch:
@@ -68,19 +69,48 @@ def random_arch_near(space, share: float, generator: torch.Generator, tries: int
     return best
 
 
+def step_options(pairs: list[str], steps_per_epoch: int) -> dict:
+    """``KEY=VALUE`` SandwichStep options; ``distill_after`` and ``student_ramp`` in epochs."""
+    options: dict = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        parsed = json.loads(value) if value not in ("unit", "uniform") else value
+        if key in ("distill_after", "student_ramp"):
+            parsed = round(float(parsed) * steps_per_epoch)
+        options[key] = parsed
+    return options
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="examples/train_resnet20.toml")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--supernet", choices=("default", "paper"), default="default")
+    parser.add_argument(
+        "--step",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a SandwichStep option (JSON value; distill_after, student_ramp in epochs)",
+    )
     parser.add_argument("--retrain-epochs", type=int, default=None)
     parser.add_argument("--uniform", type=int, default=7, help="points on the uniform path")
     parser.add_argument("--random", type=int, default=6, help="random archs")
     parser.add_argument("--divisor", type=int, default=4)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--out", help="write the rows as JSON lines to this file")
+    parser.add_argument(
+        "--cache", required=True, help="folder: supernet weights and one row per arch"
+    )
+    parser.add_argument(
+        "--shard",
+        default="0/1",
+        help="K/N: this process retrains archs K, K+N, ...; shard 0 "
+        "trains the supernet, the others wait for it",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    shard, shards = (int(x) for x in args.shard.split("/"))
+    cache = Path(args.cache)
+    (cache / "rows").mkdir(parents=True, exist_ok=True)
 
     config = load_config(args.config, args.set)
     data = load_training_data(config.data)
@@ -100,29 +130,33 @@ def main(argv: list[str] | None = None) -> int:
     for name, unit in list(space.searchable.items()):  # widths only, as `slimnas run` searches
         if not isinstance(unit, ChannelUnit):
             space = space.fix(name)
-    options = PAPER if args.supernet == "paper" else {}
-    if args.supernet == "default":
-        zero_init_residual_bn(model)
     supernet = Supernet(model, space)
     loader = batches(data.train, True)
-    step = SandwichStep(
-        supernet,
-        generator=torch.Generator().manual_seed(cfg.seed),
-        label_smoothing=cfg.label_smoothing,
-        **options,
-    )
+    options = step_options(args.step, len(loader))
     print(
         f"{config.model.name}, {config.data.source}: {len(data.train[1])} train / "
         f"{len(data.heldout[1])} held-out / {len(data.test[1])} test images; supernet "
-        f"{args.supernet} {cfg.epochs} epochs, retrain {retrain.epochs} epochs; "
+        f"{options} {cfg.epochs} epochs, retrain {retrain.epochs} epochs; "
         f"{args.threads} threads, load {os.getloadavg()[0]:.2f}",
         flush=True,
     )
-    started = time.perf_counter()
-    trainer_from_recipe(
-        supernet, loader, cfg, step_fn=step, run_dir=None, resume=False, progress=False
-    ).fit()
-    print(f"supernet trained in {time.perf_counter() - started:.0f} s", flush=True)
+    weights = cache / "supernet.safetensors"
+    if shard == 0 and not weights.exists():
+        step = SandwichStep(
+            supernet,
+            generator=torch.Generator().manual_seed(cfg.seed),
+            label_smoothing=cfg.label_smoothing,
+            **options,
+        )
+        started = time.perf_counter()
+        trainer_from_recipe(
+            supernet, loader, cfg, step_fn=step, run_dir=None, resume=False, progress=False
+        ).fit()
+        print(f"supernet trained in {time.perf_counter() - started:.0f} s", flush=True)
+        save_tensors(supernet.state_dict(), weights)
+    while not weights.exists():
+        time.sleep(10)
+    supernet.load_state_dict(load_tensors(weights))
 
     max_macs = macs(space, space.max_arch())
     archs: dict[Arch, str] = {}
@@ -133,9 +167,11 @@ def main(argv: list[str] | None = None) -> int:
         archs.setdefault(random_arch_near(space, share, generator), f"random {share:.2f}")
 
     heldout, test = batches(data.heldout, False), batches(data.test, False)
-    rows = []
     print(f"{'arch':<14} {'MACs %':>7} {'inherited':>10} {'retrained':>10} {'s':>6}", flush=True)
-    for arch, label in archs.items():
+    for index, (arch, label) in enumerate(archs.items()):
+        path = cache / "rows" / f"{label.replace(' ', '_')}.json"
+        if index % shards != shard or path.exists():
+            continue
         recalibrate_bn(supernet, arch, itertools.islice(iter(loader), cfg.bn_batches))
         inherited = evaluate(supernet, heldout).accuracy
         small = supernet.export(arch)  # weights re-drawn below: the arch's own initialisation
@@ -158,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             "retrained": retrained,
             "choices": dict(arch),
         }
-        rows.append(row)
+        atomic_write_text(path, json.dumps(row) + "\n")
         print(
             f"{label:<14} {100 * row['macs_share']:>7.1f} {100 * inherited:>10.2f} "
             f"{100 * retrained:>10.2f} {time.perf_counter() - t0:>6.0f}",
@@ -166,16 +202,23 @@ def main(argv: list[str] | None = None) -> int:
         )
     supernet.activate(space.max_arch())
 
+    rows = [json.loads(p.read_text()) for p in sorted((cache / "rows").glob("*.json"))]
+    if len(rows) < len(archs):
+        print(f"{len(rows)} of {len(archs)} archs done; rerun or wait for the other shards")
+        return 0
+    print(f"{'arch':<14} {'MACs %':>7} {'inherited':>10} {'retrained':>10}")
+    for row in sorted(rows, key=lambda r: r["macs_share"]):
+        print(
+            f"{row['arch']:<14} {100 * row['macs_share']:>7.1f} {100 * row['inherited']:>10.2f} "
+            f"{100 * row['retrained']:>10.2f}"
+        )
     inherited = [r["inherited"] for r in rows]
     retrained = [r["retrained"] for r in rows]
     tau, rho = kendall_tau(inherited, retrained), spearman_rho(inherited, retrained)
-    path = sorted(
-        (r for r in rows if r["arch"].startswith("uniform")), key=lambda r: r["macs_share"]
-    )
+    path = [r for r in rows if r["arch"].startswith("uniform")]
+    path.sort(key=lambda r: r["macs_share"])
     se = accuracy_standard_error(max(inherited), len(data.heldout[1]))
     faults = sum(b["inherited"] < a["inherited"] - se for a, b in zip(path, path[1:]))
-    if args.out:
-        Path(args.out).write_text("".join(json.dumps(r) + "\n" for r in rows))
     print(f"held-out standard error of one accuracy: {100 * se:.2f} points")
     print(f"kendall_tau: {tau:.3f}")
     print(f"spearman_rho: {rho:.3f}")

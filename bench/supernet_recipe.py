@@ -54,6 +54,10 @@ VARIANTS: dict[str, dict | None] = {
     "distill_after1_zero": {"n": 4, "distill": True, "zero_init": True, "distill_after": 1.0},
     "nodistill_sw": {"n": 4, "distill": False, "student_weight": 1 / 3},
     "distill_sw_zero": {"n": 4, "distill": True, "student_weight": 1 / 3, "zero_init": True},
+    "nodistill_ramp": {"n": 4, "distill": False, "ramp": 5.0},
+    "distill_sw": {"n": 4, "distill": True, "student_weight": 1 / 3},
+    "distill_after2_sw": {"n": 4, "distill": True, "student_weight": 1 / 3, "distill_after": 2.0},
+    "distill_after2_ramp": {"n": 4, "distill": True, "ramp": 5.0, "distill_after": 2.0},
     "distill_after2_zero": {"n": 4, "distill": True, "zero_init": True, "distill_after": 2.0},
 }
 
@@ -88,6 +92,7 @@ def run_variant(config: Config, name: str, options: dict | None, data, threads: 
         if options.pop("zero_init", False):
             zero_init_residual_bn(model)
         after = round(options.pop("distill_after", 0) * len(loader))
+        options["student_ramp"] = round(options.pop("ramp", 0) * len(loader))
         supernet = model = Supernet(model, space)
         generator = torch.Generator().manual_seed(cfg.seed)
         step = SandwichStep(

@@ -91,7 +91,7 @@ def _assert_meets(results, budgets, space) -> None:
 
 def test_uniform_search_takes_the_largest_fitting_ratio(space, budgets):
     ratios = uniform_ratios(space)
-    results = uniform_search(space, budgets)
+    results = uniform_search(space, budgets, fill=False)
     _assert_meets(results, budgets, space)
     for result, budget in zip(results, budgets):
         ratio = result.info["ratio"]
@@ -102,6 +102,27 @@ def test_uniform_search_takes_the_largest_fitting_ratio(space, budgets):
         # Nearest rounding never wastes more of the budget than flooring at the same ratio.
         floor = slimnas.macs(space, space.uniform_arch(ratio))
         assert floor <= result.costs["macs"] <= budget.limit
+
+
+def test_filled_uniform_widens_the_multiplier_to_the_budget(space, budgets):
+    grid = uniform_search(space, budgets, fill=False)
+    filled = uniform_search(space, budgets)
+    _assert_meets(filled, budgets, space)
+    for coarse, fine, budget in zip(grid, filled, budgets):
+        assert all(fine.arch[name] >= coarse.arch[name] for name in coarse.arch)
+        assert fine.info["filled"] > 0 and fine.costs["macs"] > coarse.costs["macs"]
+        # No unit can widen one more step within the budget.
+        for unit in space.channel_units():
+            at = unit.choices.index(fine.arch[unit.name])
+            if at + 1 < len(unit.choices):
+                wider = {**fine.arch, unit.name: unit.choices[at + 1]}
+                assert not budget.fits(space, wider)
+        # Widths stay near uniform: every unit within two grid steps of the multiplier's.
+        for unit in space.channel_units():
+            moved = unit.choices.index(fine.arch[unit.name]) - unit.choices.index(
+                coarse.arch[unit.name]
+            )
+            assert 0 <= moved <= 2
 
 
 def test_nearest_uniform_arch_rounds_each_width_to_the_nearest_choice(space):

@@ -160,18 +160,53 @@ class BudgetSampler:
         return Arch(picks)
 
 
-def uniform_search(space: Space, budgets: Budgets, scorer: Scorer | None = None) -> list[Result]:
+def fill_budget(space: Space, arch: Arch, budget: Budget) -> tuple[Arch, int]:
+    """``arch`` widened one channel step at a time while ``budget`` holds; ``(arch, steps)``.
+
+    Each step widens the channel unit whose width ratio (choice ÷ max) would be lowest after
+    the step, among those whose step still fits, so the arch stays as close to uniform as the
+    grid allows. A width multiplier's grid jumps in coarse steps (every unit changes at once),
+    so the largest fitting multiplier can leave 5–10 % of a budget unused; comparing a searched
+    arch with it would compare unequal costs.
+    """
+    choices = dict(arch)
+    steps = 0
+    units = space.channel_units()
+    while True:
+        best = None
+        for unit in units:
+            at = unit.choices.index(choices[unit.name])
+            if at + 1 == len(unit.choices):
+                continue
+            wider = unit.choices[at + 1]
+            key = wider / unit.max_channels
+            if best is not None and key >= best[0]:
+                continue
+            if budget.fits(space, {**choices, unit.name: wider}):
+                best = (key, unit.name, wider)
+        if best is None:
+            return Arch(choices), steps
+        choices[best[1]] = best[2]
+        steps += 1
+
+
+def uniform_search(
+    space: Space, budgets: Budgets, scorer: Scorer | None = None, *, fill: bool = True
+) -> list[Result]:
     """The largest uniform width multiplier meeting each budget (AutoSlim's baseline).
 
     The multipliers tried are `uniform_ratios`, largest first, each turned into an arch by
-    `nearest_uniform_arch`; depth and op units stay at their defaults. When no multiplier fits
-    but a smaller arch does (a shallower depth, a cheaper op), that smallest arch is returned
-    with ``info["ratio"]`` None and a note.
+    `nearest_uniform_arch`; depth and op units stay at their defaults. With ``fill`` the arch
+    is then widened by `fill_budget` up to the budget, so the baseline spends what the searches
+    spend (``info["filled"]``: the steps taken). When no multiplier fits but a smaller arch does
+    (a shallower depth, a cheaper op), that smallest arch is returned with ``info["ratio"]``
+    None and a note.
 
     Args:
         space: the space to search.
         budgets: the budgets.
         scorer: when given, the found archs are scored (in one `score_many` call).
+        fill: widen the multiplier's arch up to the budget.
 
     Returns:
         One result per budget, in order; ``info["ratio"]`` is the multiplier.
@@ -187,7 +222,10 @@ def uniform_search(space: Space, budgets: Budgets, scorer: Scorer | None = None)
         fitting = (r for r in ratios if budget.fits(space, nearest_uniform_arch(space, r)))
         ratio = next(fitting, None)
         if ratio is not None:
-            found.append((nearest_uniform_arch(space, ratio), {"ratio": ratio}))
+            arch, info = nearest_uniform_arch(space, ratio), {"ratio": ratio}
+            if fill:
+                arch, info["filled"] = fill_budget(space, arch, budget)
+            found.append((arch, info))
             continue
         smallest = space.min_arch()
         if not budget.fits(space, smallest):

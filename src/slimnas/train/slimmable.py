@@ -79,6 +79,10 @@ class SandwichStep:
             distillation starts (0: from the first step, as the paper).
         student_weight: factor on each of the other archs' losses (1: summed, as the paper;
             ``1 / (n − 1)``: the max arch gets as much gradient as all the others together).
+        student_ramp: steps over which the other archs' weight grows linearly from 0 to
+            ``student_weight`` (0: full weight from the first step, as the paper). A short
+            schedule's max arch first learns as a plain network would (the idea of
+            Once-for-All's progressive shrinking, arXiv 1908.09791 §3.2, made continuous).
         sampler: overrides ``sampling`` with a function of the generator returning an arch.
 
     Metrics: ``loss_max``, ``loss_min`` and ``acc_max`` (top-1 of the max arch on the batch).
@@ -95,6 +99,7 @@ class SandwichStep:
         sampling: str = "unit",
         distill_after: int = 0,
         student_weight: float = 1.0,
+        student_ramp: int = 0,
         sampler: Callable[[torch.Generator | None], Arch] | None = None,
     ):
         if n < 2:
@@ -113,6 +118,9 @@ class SandwichStep:
         if not student_weight > 0:
             raise ConfigError(f"student_weight must be positive, got {student_weight}")
         self.student_weight = student_weight
+        if student_ramp < 0:
+            raise ConfigError(f"student_ramp must be >= 0 steps, got {student_ramp}")
+        self.student_ramp = student_ramp
         self.sampler = sampler
         self.steps = 0  # steps taken, for distill_after; saved in checkpoints
 
@@ -136,6 +144,9 @@ class SandwichStep:
         total = loss_max.detach()
         loss_min = None
         distill = self.distill and self.steps >= self.distill_after
+        weight = self.student_weight
+        if self.student_ramp:
+            weight *= min(1.0, (self.steps + 1) / self.student_ramp)
         archs = [supernet.min_arch()] + [self._sample() for _ in range(self.n - 2)]
         try:
             for arch in archs:
@@ -145,7 +156,7 @@ class SandwichStep:
                     loss = soft_cross_entropy(out, teacher)
                 else:
                     loss = cross_entropy(out, labels, self.label_smoothing)
-                backward(loss * self.student_weight if self.student_weight != 1.0 else loss)
+                backward(loss * weight if weight != 1.0 else loss)
                 loss_min = loss.detach() if loss_min is None else loss_min
                 total = total + loss.detach()
         finally:
