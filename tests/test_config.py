@@ -35,7 +35,8 @@ def test_empty_file_gives_the_documented_defaults(tmp_path) -> None:
     assert config.data.source == "builtin" and config.data.image_size == 32  # resolved
     assert config.train.lr == 0.1 and config.train.optimizer == "sgd" and config.train.nesterov
     assert config.train.max_steps is None and config.train.supernet is False
-    assert config.train.sandwich_n == 4 and config.train.distill is True
+    assert config.train.sandwich_n == 4 and config.train.distill is False
+    assert config.train.sandwich_loss == "mean"
     assert config.run.dir == "runs/train"
 
 
