@@ -273,6 +273,20 @@ def derive(arch_params: TASArch, budget: Budget) -> tuple[Arch, list[dict[str, A
     return arch, steps
 
 
+def distribution_figures(arch_params) -> dict[str, float]:
+    """How far a search has decided: over the width units and over the depth units of
+    ``arch_params`` (a `TASArch`), the mean normalised entropy of softmax(logits) (1 = uniform,
+    0 = one candidate) and the mean top probability. NaN for a kind with no unit."""
+    sums = {k: [] for k in ("width_entropy", "width_top", "depth_entropy", "depth_top")}
+    for name, _, logits in arch_params.units():
+        kind = "depth" if isinstance(arch_params.space.units[name], DepthUnit) else "width"
+        p = logits.detach().softmax(-1)
+        entropy = -(p * p.clamp_min(1e-30).log()).sum() / math.log(len(p))
+        sums[f"{kind}_entropy"].append(float(entropy))
+        sums[f"{kind}_top"].append(float(p.max()))
+    return {k: sum(v) / len(v) if v else float("nan") for k, v in sums.items()}
+
+
 # --------------------------------------------------------------------------------- step
 class TASStep:
     """The `Trainer` step of a TAS search: an architecture step, then a weight step (module doc).
@@ -291,7 +305,8 @@ class TASStep:
         expected_cost: the expected form of the budget's cost; default `expected_form`.
 
     Metrics: ``tau``, ``acc`` (weight batch), ``arch_loss``, ``arch_acc``, ``cost_expected`` and
-    ``cost_argmax`` as fractions of the budget.
+    ``cost_argmax`` as fractions of the budget, and the distributions' convergence
+    (`distribution_figures`: ``width_entropy``, ``width_top``, ``depth_entropy``, ``depth_top``).
     """
 
     def __init__(
@@ -377,6 +392,7 @@ class TASStep:
             "arch_acc": top1(logits.detach(), arch_labels),
             "cost_expected": float(expected.detach()) / self.budget.limit,
             "cost_argmax": actual / self.budget.limit,
+            **distribution_figures(self.arch),
         }
         return loss, metrics
 
@@ -514,6 +530,7 @@ __all__ = [
     "TAS_RATIOS",
     "cost_loss",
     "derive",
+    "distribution_figures",
     "expected_form",
     "gumbel_pair",
     "gumbel_probs",
