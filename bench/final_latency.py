@@ -22,7 +22,7 @@ import statistics
 from pathlib import Path
 
 from slimnas.config import PipelineConfig
-from slimnas.cost.latency import time_rounds
+from slimnas.cost.latency.measure import time_rounds
 from slimnas.pipeline import Pipeline, load_exported
 from slimnas.space.space import Space
 from slimnas.supernet import Supernet

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from slimnas.cost.latency import device_name, measure_latency, onnxruntime_available
+from slimnas.cost.latency.measure import device_name, measure_latency, onnxruntime_available
 from slimnas.onnx_export import export_onnx
 
 INPUT_WIDTHS = (8, 16, 24, 32, 40, 48, 56, 64, 80, 96)

@@ -13,7 +13,7 @@ within a minute) shifts every measurement since. Prints per target the mean abso
 error of both predictions (goal <= 5 %) and Kendall's tau-b (the same for both: they differ by
 an increasing line) between predicted and measured (goal >= 0.9); the same two figures for the
 same-time line through the plain segment sums (what the table's per-segment factors add, see
-`slimnas.cost.latency_fit`), and for the first measurement against the second (the noise
+`slimnas.cost.latency.fit`), and for the first measurement against the second (the noise
 floor: a prediction cannot agree with the measurements better than they agree with
 themselves), then one line per figure.
 
@@ -35,14 +35,14 @@ from pathlib import Path
 import torch
 
 import slimnas
-from slimnas.cost.latency import measure_latencies
-from slimnas.cost.latency_build import (
+from slimnas.cost.latency.build import (
     CALIBRATION_ARCHS,
     build_latency_table,
     calibration_archs,
     fit_line,
 )
-from slimnas.cost.latency_predict import predict_latency, segment_sum_ms, segment_values
+from slimnas.cost.latency.measure import measure_latencies
+from slimnas.cost.latency.predict import predict_latency, segment_sum_ms, segment_values
 from slimnas.io import atomic_write_text
 from slimnas.supernet import Supernet
 

@@ -108,8 +108,8 @@ def main() -> None:
     half = len(labels) // 2
     train, arch_data = loader(slice(0, half), 0), loader(slice(half, None), 1)
     budget = Budget.parse("macs<=50%", space)
-    tas = TAS(epochs=1, progress=False)
-    step = tas.make_step(supernet, arch_data, budget, len(train))
+    tas = TAS()
+    step = tas.make_step(supernet, arch_data, budget, len(train), epochs=1)
     tas_sgd = torch.optim.SGD(supernet.parameters(), lr=0.01, momentum=0.9)
     plain_sgd = torch.optim.SGD(plain.parameters(), lr=0.01, momentum=0.9)
     batches = [b for _, b in zip(range(rounds), train)]

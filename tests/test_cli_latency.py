@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from slimnas.cli import main
-from slimnas.cost.latency_predict import predict_latency
-from slimnas.cost.latency_table import LatencyTable, load_latency_target
+from slimnas.cost.latency.predict import predict_latency
+from slimnas.cost.latency.table import LatencyTable, load_latency_target
 from slimnas.space.space import Space
 
 CONFIG = """

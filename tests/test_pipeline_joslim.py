@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from slimnas.errors import BudgetError, ConfigError
-from slimnas.fronts import best_within, common_range, front_auc, pick_curve, step_accuracy
+from slimnas.methods.fronts import best_within, common_range, front_auc, pick_curve, step_accuracy
 from slimnas.io import load_tensors
 from slimnas.pipeline import Pipeline, StageStopped, budget_slug
 from slimnas.space.units import Arch

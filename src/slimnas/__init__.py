@@ -2,7 +2,7 @@
 
 space = slimnas.trace(model, example_input)
 supernet = slimnas.Supernet(model, space)
-results = slimnas.AutoSlim(epochs=30).fit(supernet, train_loader, heldout).search(["macs<=50%"])
+results = slimnas.AutoSlim().fit(supernet, setup).search(["macs<=50%"])  # setup: data, recipe
 small = supernet.export(results[0].arch)
 """
 
@@ -30,14 +30,19 @@ from slimnas.errors import (
 )
 from slimnas.methods import (
     METHODS,
+    TAS,
     AutoSlim,
     EvolutionSearch,
+    FixedOp,
+    Joslim,
+    Method,
+    ProxylessNAS,
     RandomSearch,
     Result,
+    Setup,
+    TASWidth,
     UniformSearch,
 )
-from slimnas.methods.joslim import Joslim
-from slimnas.methods.tas import TAS
 from slimnas.space import Arch, ChannelUnit, DepthUnit, OpUnit, Space, trace
 from slimnas.space.rules import register_rule, unregister_rule
 from slimnas.supernet import Supernet
@@ -51,10 +56,15 @@ __all__ = [
     "ArchError",
     "AutoSlim",
     "EvolutionSearch",
+    "FixedOp",
     "Joslim",
+    "Method",
+    "ProxylessNAS",
     "RandomSearch",
     "Result",
+    "Setup",
     "TAS",
+    "TASWidth",
     "UniformSearch",
     "Budget",
     "BudgetError",

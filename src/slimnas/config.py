@@ -16,14 +16,22 @@ Each field carries its rule (type, range or choices) and a one-line doc in its m
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from slimnas.errors import ConfigError
+from slimnas.search_config import SearchConfig
+from slimnas.settings import Rule, Section, did_you_mean
+from slimnas.settings import choice as _choice
+from slimnas.settings import flag as _flag
+from slimnas.settings import integer as _integer
+from slimnas.settings import items as _list
+from slimnas.settings import number as _number
+from slimnas.settings import positive as _positive
+from slimnas.settings import share as _share
+from slimnas.settings import text as _text
 
 try:
     import tomllib
@@ -35,142 +43,6 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
 
 DATA_SOURCES = ("builtin", "cifar10", "cifar100", "folder")
 CIFAR_SIZE = 32  # the side of every image of the built-in set and of CIFAR-10/100
-
-
-@dataclass(frozen=True)
-class Rule:
-    """What a field accepts: a ``kind`` (int, float, bool, str), a test, and how to say it."""
-
-    kind: type
-    what: str  # completes "<field> must be ...", e.g. "a positive number"
-    test: Callable[[Any], bool] | None = None
-    optional: bool = False  # None allowed: the key left out of the file, or ``--set key=none``
-    item: type | None = None  # a list of this kind (``kind`` is then tuple)
-
-    def check(self, name: str, value: Any) -> Any:
-        """``value`` converted to the field's kind (an int given for a float becomes a float).
-
-        Raises:
-            ConfigError: naming ``name``, when the value is of the wrong kind or out of range.
-        """
-        if value is None and self.optional:
-            return None
-        if self.item is not None:
-            items = value if isinstance(value, (list, tuple)) else None
-            converted = None if items is None else tuple(_convert(self.item, v) for v in items)
-            if converted is None or None in converted or (self.test and not self.test(converted)):
-                raise ConfigError(f"{name} must be {self.what}, got {value!r}")
-            return converted
-        converted = _convert(self.kind, value)
-        if converted is None or (self.test is not None and not self.test(converted)):
-            raise ConfigError(f"{name} must be {self.what}, got {value!r}")
-        return converted
-
-    def parse(self, text: str) -> Any:
-        """The value of a ``--set`` flag's text, typed by the field; left as text when it does
-        not parse, so that `check` reports it."""
-        text = text.strip()
-        if self.optional and text.lower() in ("none", "null"):
-            return None
-        if self.item is not None:  # comma-separated, each item parsed as the item kind
-            item = Rule(self.item, self.what)
-            return [item.parse(part) for part in text.strip("[]").split(",") if part.strip()]
-        if self.kind is str:
-            quoted = len(text) >= 2 and text[0] == text[-1] and text[0] in "'\""
-            return text[1:-1] if quoted else text
-        if self.kind is bool:
-            return {"true": True, "false": False}.get(text.lower(), text)
-        try:
-            return self.kind(text.replace("_", ""))
-        except ValueError:
-            return text
-
-
-def _convert(kind: type, value: Any) -> Any:
-    """``value`` as ``kind``, or None when it is not one (bools are never numbers)."""
-    if isinstance(value, bool):
-        return value if kind is bool else None
-    if kind is float and isinstance(value, (int, float)) and math.isfinite(value):
-        return float(value)
-    if kind in (int, str) and isinstance(value, kind):
-        return value
-    return None
-
-
-def _did_you_mean(word: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, known, n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
-
-
-def _unknown_key(section: str, key: str, known: Sequence[str]) -> str:
-    return (
-        f"unknown key {section}.{key}{_did_you_mean(key, known)}; the keys of [{section}] are "
-        f"{', '.join(known)}"
-    )
-
-
-def _setting(default: Any, rule: Rule, doc: str) -> Any:
-    return field(default=default, metadata={"rule": rule, "doc": doc})
-
-
-def _number(default, what, test, doc, optional=False):
-    return _setting(default, Rule(float, what, test, optional), doc)
-
-
-def _integer(default, minimum, doc, optional=False):
-    what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-    return _setting(default, Rule(int, what, lambda v: v >= minimum, optional), doc)
-
-
-def _choice(default, choices, doc):
-    what = "one of " + ", ".join(repr(c) for c in choices)
-    return _setting(default, Rule(str, what, lambda v: v in choices), doc)
-
-
-def _flag(default, doc):
-    return _setting(default, Rule(bool, "true or false"), doc)
-
-
-def _text(default, doc, optional=False):
-    return _setting(default, Rule(str, "a non-empty string", bool, optional), doc)
-
-
-def _list(default, item, what, test, doc):
-    return field(
-        default=tuple(default), metadata={"rule": Rule(tuple, what, test, item=item), "doc": doc}
-    )
-
-
-def _positive(v: float) -> bool:
-    return v > 0
-
-
-def _share(v: float) -> bool:
-    return 0 <= v < 1
-
-
-class Section:
-    """Base of the sections: checks (and converts) every field against its rule on creation."""
-
-    section: ClassVar[str]  # its name in the file
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = f.metadata["rule"].check(f"{self.section}.{f.name}", getattr(self, f.name))
-            object.__setattr__(self, f.name, value)
-
-    @classmethod
-    def from_dict(cls, table: Any) -> Section:
-        """The section from a TOML table; unknown keys are refused with the list of known ones."""
-        if not isinstance(table, Mapping):
-            raise ConfigError(
-                f"{cls.section} must be a table ([{cls.section}] in TOML), got {table!r}"
-            )
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = [key for key in table if key not in known]
-        if unknown:
-            raise ConfigError(_unknown_key(cls.section, unknown[0], known))
-        return cls(**table)
 
 
 @dataclass(frozen=True)
@@ -213,7 +85,9 @@ class DataConfig(Section):
     max_test_images: int | None = _integer(
         None, 1, "use a class-balanced subset of this many test images (quick runs)", True
     )
-    augment: bool = _flag(True, "random crop (zero padding 4) and horizontal flip in training")
+    augment: bool = _flag(
+        True, "crops at a random offset (zero padding 4) and horizontal flips in training"
+    )
 
 
 @dataclass(frozen=True)
@@ -270,7 +144,15 @@ class TrainConfig(RecipeConfig):
 
     supernet: bool = _flag(False, "train a slimmable supernet with the sandwich rule")
     sandwich_n: int = _integer(4, 2, "supernet: archs per step (max, min and n-2 random ones)")
-    distill: bool = _flag(True, "supernet: in-place distillation from the max arch")
+    distill: bool = _flag(
+        False, "supernet: in-place distillation from the max arch (the paper: true)"
+    )
+    sandwich_loss: str = _choice(
+        "mean",
+        ("mean", "sum"),
+        "supernet: the other archs' losses averaged (weighing as much as the max arch's) or "
+        "summed (the paper)",
+    )
     bn_batches: int = _integer(
         20, 1, "supernet: training batches to recalibrate BatchNorm per evaluated arch"
     )
@@ -335,7 +217,7 @@ class _Document:
             if key in sections:
                 continue
             if isinstance(value, Mapping):
-                hint = _did_you_mean(key, list(sections))
+                hint = did_you_mean(key, list(sections))
                 raise ConfigError(
                     f"unknown section [{key}]{hint}; the sections are {', '.join(sections)}"
                 )
@@ -351,7 +233,7 @@ class _Document:
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain JSON-able nested dict (None for unset optional values); `from_dict` reads it."""
-        return _plain(dataclasses.asdict(self))
+        return _plain({name: getattr(self, name).to_table() for name in self.sections()})
 
 
 @dataclass(frozen=True)
@@ -379,10 +261,6 @@ class PipelineRunConfig(RunConfig):
     dir: str = _text("runs/run", "run directory: every stage's output, resumable")
 
 
-DEFAULT_METHODS = ("autoslim", "uniform", "random", "evolution")
-METHOD_NAMES = (*DEFAULT_METHODS, "tas", "tas_width", "joslim", "proxyless", "fixed")
-
-
 @dataclass(frozen=True)
 class SpaceConfig(Section):
     section: ClassVar[str] = "space"
@@ -403,130 +281,13 @@ class SupernetConfig(RecipeConfig):
     section: ClassVar[str] = "supernet"
 
     sandwich_n: int = _integer(4, 2, "archs per step (max, min and n-2 random ones)")
-    distill: bool = _flag(True, "in-place distillation from the max arch")
-
-
-def _budget_list(values: tuple) -> bool:
-    return len(values) > 0 and all(isinstance(v, str) and "<=" in v for v in values)
-
-
-def _method_list(values: tuple) -> bool:
-    return len(values) > 0 and all(v in METHOD_NAMES for v in values)
-
-
-@dataclass(frozen=True)
-class SearchConfig(Section):
-    section: ClassVar[str] = "search"
-
-    methods: tuple[str, ...] = _list(
-        DEFAULT_METHODS,
-        str,
-        "a non-empty list of " + ", ".join(repr(m) for m in METHOD_NAMES),
-        _method_list,
-        "methods and baselines to run (tas: width + depth, tas_width: width only, proxyless: "
-        "op units, fixed: every op unit at search.fixed_op)",
+    distill: bool = _flag(False, "in-place distillation from the max arch (the paper: true)")
+    sandwich_loss: str = _choice(
+        "mean",
+        ("mean", "sum"),
+        "the other archs' losses averaged (weighing as much as the max arch's) or summed (the "
+        "paper)",
     )
-    budgets: tuple[str, ...] = _list(
-        ("macs<=50%",),
-        str,
-        "a non-empty list of budgets like 'macs<=20M' or 'macs<=50%'",
-        _budget_list,
-        "one result per budget and method; % is relative to the max arch",
-    )
-    score_images: int = _integer(1024, 1, "held-out training images each arch is scored on")
-    score_batch: int = _integer(512, 1, "images per scoring batch (its BatchNorm statistics)")
-    bn: str = _choice("batch", ("batch", "recalibrate"), "BatchNorm statistics of a scored arch")
-    bn_batches: int = _integer(8, 1, "bn = recalibrate: training batches per scored arch")
-    random_samples: int = _integer(100, 1, "random search: archs scored per budget")
-    population: int = _integer(32, 2, "evolution: population size")
-    generations: int = _integer(10, 1, "evolution: generations")
-    seed: int = _integer(0, 0, "seed of random and evolutionary search")
-    tas_epochs: int | None = _integer(
-        None, 1, "tas: search epochs (unset: supernet.epochs, with the [supernet] recipe)", True
-    )
-    tas_tau_max: float = _number(10.0, "a positive number", _positive, "tas: first temperature")
-    tas_tau_min: float = _number(0.1, "a positive number", _positive, "tas: last temperature")
-    tas_tau_schedule: str = _choice(
-        "linear", ("linear", "cosine"), "tas: temperature decay per epoch (paper: linear)"
-    )
-    tas_cost_weight: float = _number(
-        2.0, "a number >= 0", lambda v: v >= 0, "tas: weight of the cost loss (lambda)"
-    )
-    tas_tolerance: float = _number(
-        0.05, "a number in [0, 1)", lambda v: 0 <= v < 1, "tas: band below the budget"
-    )
-    tas_arch_lr: float = _number(1e-3, "a positive number", _positive, "tas: Adam lr of logits")
-    proxyless_epochs: int | None = _integer(
-        None,
-        1,
-        "proxyless: epochs of each search after the shared warm-up (unset: supernet.epochs, "
-        "with the [supernet] recipe)",
-        True,
-    )
-    proxyless_warmup_epochs: int = _integer(
-        1, 0, "proxyless: epochs of weight steps only, shared by every budget's search"
-    )
-    proxyless_mode: str = _choice(
-        "two",
-        ("two", "full", "reinforce"),
-        "proxyless: architecture gradient (two paths, all paths, or REINFORCE)",
-    )
-    proxyless_arch_every: int = _integer(5, 1, "proxyless: weight steps per architecture step")
-    proxyless_arch_lr: float = _number(
-        1e-3, "a positive number", _positive, "proxyless: Adam lr of the path logits"
-    )
-    proxyless_loss: str = _choice(
-        "mul_log",
-        ("mul_log", "add_linear", "band"),
-        "proxyless: cost term, alpha*CE*(log E/log T)^beta, CE + lambda*(E - T)/T, or band "
-        "(TAS's Eq. 8: seeks [(1 - tolerance) T, T])",
-    )
-    proxyless_loss_alpha: float = _number(
-        0.2, "a positive number", _positive, "proxyless: alpha of mul_log"
-    )
-    proxyless_loss_beta: float = _number(
-        0.3, "a number >= 0", lambda v: v >= 0, "proxyless: beta of mul_log"
-    )
-    proxyless_loss_lambda: float = _number(
-        0.1, "a number >= 0", lambda v: v >= 0, "proxyless: lambda of add_linear"
-    )
-    proxyless_band_weight: float = _number(
-        2.0, "a number >= 0", lambda v: v >= 0, "proxyless: weight of the band loss"
-    )
-    proxyless_tolerance: float = _number(
-        0.05, "a number in [0, 1)", lambda v: 0 <= v < 1, "proxyless: band below the budget"
-    )
-    fixed_op: str = _text(
-        "k3e6", "fixed: the candidate every op unit takes (MobileNetV2-like: k3e6)"
-    )
-    joslim_cost: str = _choice(
-        "macs", ("macs", "memory"), "joslim: the cost its GP models and fronts trade against loss"
-    )
-    joslim_visits: int = _integer(
-        200, 1, "joslim: archs chosen over its training when joslim_refit_every is unset"
-    )
-    joslim_refit_every: int | None = _integer(
-        None, 1, "joslim: steps between rounds of chosen archs (unset: from joslim_visits)", True
-    )
-    joslim_warmup: int = _integer(20, 0, "joslim: uniform-width archs before the GP models")
-    joslim_pool: int = _integer(1000, 2, "joslim: candidate archs per round")
-    joslim_refresh_images: int = _integer(
-        256, 1, "joslim: held-out images the visited archs are re-scored on every round"
-    )
-    latency_table: str | None = _text(
-        None,
-        "JSON latency table (built by `slimnas latency-table`) that latency_ms budgets are "
-        "predicted from",
-        optional=True,
-    )
-    latency_runtime: str = _choice(
-        "onnxruntime",
-        ("onnxruntime", "torch"),
-        "runtime of latency budgets and of the measured latency of the final models",
-    )
-    latency_device: str = _choice("cpu", ("cpu", "cuda"), "device latency is measured on")
-    latency_threads: int = _integer(1, 1, "threads latency is measured and predicted with")
-    latency_batch: int = _integer(1, 1, "batch size latency is measured and predicted at")
 
 
 @dataclass(frozen=True)
@@ -584,18 +345,14 @@ class PipelineConfig(_Document):
             raise ConfigError(
                 "retrain.seed is not read by slimnas run; list the seeds in retrain.seeds"
             )
-        if "joslim" in self.search.methods and self.supernet.sandwich_n < 3:
-            raise ConfigError(
-                "joslim trains the max, the min and at least one chosen arch per step: set "
-                f"supernet.sandwich_n >= 3 (got {self.supernet.sandwich_n}) or drop joslim"
-            )
+        for name in self.search.methods:
+            self.search.method(name).check_recipe(self.supernet)
 
 
 def schema(config_class: type = Config) -> Iterator[tuple[str, Any, Rule, str]]:
     """``(section.key, default, rule, doc)`` of every setting, in file order."""
     for section_name, section in config_class.sections().items():
-        for f in dataclasses.fields(section):
-            yield f"{section_name}.{f.name}", f.default, f.metadata["rule"], f.metadata["doc"]
+        yield from section.settings(section_name)
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -647,13 +404,10 @@ def apply_overrides(
                 f"unknown section {section_name!r} in --set {override}; the sections are "
                 f"{', '.join(sections)}"
             )
-        fields = {f.name: f for f in dataclasses.fields(sections[section_name])}
-        if name not in fields:
-            raise ConfigError(_unknown_key(section_name, name, list(fields)))
         table = merged.setdefault(section_name, {})
         if not isinstance(table, dict):
             raise ConfigError(f"{section_name} must be a table ([{section_name}] in TOML)")
-        table[name] = fields[name].metadata["rule"].parse(text)
+        sections[section_name].put(table, name, text)
     return merged
 
 

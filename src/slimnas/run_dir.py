@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 from slimnas.errors import ConfigError
@@ -68,3 +69,62 @@ def check_resumed_config(
             "resuming with changed settings: %s",
             ", ".join(f"{key} {old[key]!r} -> {new[key]!r}" for key in changed),
         )
+
+
+def budget_slug(text: str) -> str:
+    """A folder name for a budget: ``macs<=50%`` → ``macs-le-50pct``."""
+    slug = text.replace("<=", "-le-").replace("%", "pct").replace(" ", "")
+    return re.sub(r"[^A-Za-z0-9._-]", "_", slug)
+
+
+def build_model_of(config, seed: int):
+    """The model of a `PipelineConfig` (``model.*``), its initial weights drawn with ``seed``."""
+    import torch
+
+    from slimnas.models.build import build_model
+
+    torch.manual_seed(seed)  # the initial weights
+    kwargs: dict = {"num_classes": config.model.num_classes}
+    if config.model.width_mult != 1.0:
+        kwargs["width_mult"] = config.model.width_mult
+    model, _ = build_model(config.model.name, **kwargs)
+    return model
+
+
+def load_teacher_state(path: Path) -> dict:
+    """A model's state dict from a ``.safetensors`` file or the newest checkpoint of a
+    ``slimnas train`` run directory (never unpickled)."""
+    from slimnas.io import load_tensors
+    from slimnas.train.checkpoint import load_latest
+
+    if path.is_dir() and checkpoint_dirs(path):
+        return load_latest(path).state["model"]
+    if path.is_file() and path.suffix == ".safetensors":
+        return load_tensors(path)
+    raise ConfigError(
+        f"retrain.teacher {path} is neither a slimnas train run directory with checkpoints nor "
+        "a .safetensors file; point it at the unpruned model's weights"
+    )
+
+
+def load_exported(model_dir: str | Path):
+    """The plain model in ``model_dir`` (``models/<method>/<budget>/seed<k>`` after retraining,
+    or ``exports/<method>/<budget>``), rebuilt from its run's config.json and space.json and the
+    folder's arch.json, with the weights of its model.safetensors."""
+    from slimnas.config import PipelineConfig
+    from slimnas.io import load_tensors
+    from slimnas.space.space import Space
+    from slimnas.space.units import Arch
+    from slimnas.supernet import Supernet
+
+    model_dir = Path(model_dir).resolve()
+    run_dir = next((d for d in model_dir.parents if (d / "space.json").exists()), model_dir)
+    try:
+        config = PipelineConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+        space = Space.from_json((run_dir / "space.json").read_text())
+        arch = Arch.from_json((model_dir / "arch.json").read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{model_dir} is not a model folder of a slimnas run: {err}") from None
+    model = Supernet(build_model_of(config, 0), space).export(arch)
+    model.load_state_dict(load_tensors(model_dir / "model.safetensors"))
+    return model

@@ -1,6 +1,6 @@
-"""Tests for latency: measurement (cost/latency.py), segments (cost/segments.py), the table file
-(cost/latency_table.py, cost/latency_build.py), prediction (cost/latency_predict.py) and latency
-budgets."""
+"""Tests for latency: measurement (cost/latency/measure.py), segments
+(cost/latency/segments.py), the table file (cost/latency/table.py, cost/latency/build.py),
+prediction (cost/latency/predict.py) and latency budgets."""
 
 from __future__ import annotations
 
@@ -13,19 +13,19 @@ import torch
 from torch import nn
 
 import slimnas
-from slimnas.cost import latency_build
 from slimnas.cost.budget import Budget
-from slimnas.cost.latency import measure_latencies, measure_latency
-from slimnas.cost.latency_build import build_latency_table, calibration_archs, fit_line
-from slimnas.cost.latency_fit import MIN_ARCHS
-from slimnas.cost.latency_predict import (
+from slimnas.cost.latency import build as latency_build
+from slimnas.cost.latency.build import build_latency_table, calibration_archs, fit_line
+from slimnas.cost.latency.fit import MIN_ARCHS
+from slimnas.cost.latency.measure import measure_latencies, measure_latency
+from slimnas.cost.latency.predict import (
     expected_latency,
     predict_latency,
     segment_sum_ms,
     segment_values,
 )
-from slimnas.cost.latency_table import LatencyTable, load_latency_target
-from slimnas.cost.segments import cut_segments, space_key
+from slimnas.cost.latency.segments import cut_segments, space_key
+from slimnas.cost.latency.table import LatencyTable, load_latency_target
 from slimnas.errors import BudgetError, ConfigError, LatencyError
 from slimnas.methods.autoslim import greedy_slim
 from slimnas.methods.baselines import random_search
@@ -175,7 +175,7 @@ def test_measure_latencies_interleaves_rounds_and_pools_them() -> None:
 def test_onnxruntime_sessions_are_held_or_built_per_round(monkeypatch, over_budget) -> None:
     import onnxruntime as ort
 
-    from slimnas.cost import latency
+    from slimnas.cost.latency import sessions as latency
 
     built: list[int] = []
 
@@ -198,7 +198,7 @@ def test_onnxruntime_sessions_are_held_or_built_per_round(monkeypatch, over_budg
 
 
 def test_held_sessions_budget_is_positive_and_capped() -> None:
-    from slimnas.cost.latency import HELD_SESSIONS_BYTES, held_sessions_budget
+    from slimnas.cost.latency.measure import HELD_SESSIONS_BYTES, held_sessions_budget
 
     budget = held_sessions_budget()
     assert budget is None or 0 < budget <= HELD_SESSIONS_BYTES

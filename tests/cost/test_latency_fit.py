@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slimnas.cost.latency_fit import FLOOR, MIN_ARCHS, fit_line, fit_segment_scales
+from slimnas.cost.latency.fit import FLOOR, MIN_ARCHS, fit_line, fit_segment_scales
 
 
 def archs(count: int, weights, seed: int = 0, noise: float = 0.005, overhead: float = 0.3):

@@ -14,11 +14,11 @@ import torch
 
 import slimnas
 from slimnas.cost.budget import Budget
-from slimnas.data import CIFAR10_MEAN, CIFAR10_STD, BatchLoader, load_builtin, normalize
 from slimnas.methods.autoslim import AutoSlim, greedy_slim, shrink_candidates
 from slimnas.methods.scoring import Score
 from slimnas.models import MODELS
 from slimnas.space.units import Arch, ChannelUnit, DepthUnit
+from tests.helpers.search import tiny_data, tiny_setup
 
 
 class Killed(Exception):
@@ -300,27 +300,11 @@ def test_a_state_that_is_not_a_json_object_is_refused(space, tmp_path):
 
 
 # ------------------------------------------------------------------------------------- AutoSlim
-def autoslim_data(train: int, heldout: int, batch: int = 64):
-    images, labels = load_builtin(train=True)
-    loader = BatchLoader(
-        images[:train],
-        labels[:train],
-        batch,
-        augment=True,
-        drop_last=True,
-        mean=CIFAR10_MEAN,
-        std=CIFAR10_STD,
-    )
-    part = slice(4000, 4000 + heldout)
-    held = [(normalize(images[part], CIFAR10_MEAN, CIFAR10_STD), labels[part])]
-    return loader, held
-
-
 def run_autoslim(space: slimnas.Space, train: int, heldout: int, **options):
     torch.manual_seed(0)
     supernet = slimnas.Supernet(MODELS["resnet20"](num_classes=10), space)
-    loader, held = autoslim_data(train, heldout)
-    method = AutoSlim(epochs=1, progress=False, **options).fit(supernet, loader, held)
+    setup = tiny_setup(data=tiny_data(train, heldout), batch_size=64)
+    method = AutoSlim(**options).fit(supernet, setup)
     return space, method, method.search(["macs<=60%", "macs<=30%"])
 
 

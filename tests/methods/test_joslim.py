@@ -17,8 +17,10 @@ import pytest
 import torch
 
 import slimnas
+from slimnas.config import SupernetConfig
 from slimnas.cost.budget import Budget
 from slimnas.data import CIFAR10_MEAN, CIFAR10_STD, BatchLoader, load_builtin, normalize
+from slimnas.data.prepare import TrainingData
 from slimnas.errors import CheckpointError, ConfigError
 from slimnas.methods.joslim import (
     Joslim,
@@ -30,8 +32,10 @@ from slimnas.methods.joslim import (
     weight_search,
 )
 from slimnas.methods.scoring import Score
+from slimnas.methods.setup import Setup
 from slimnas.models import MODELS
 from slimnas.train import Trainer, read_metrics
+from tests.helpers.search import tiny_setup
 
 needs_botorch = pytest.mark.skipif(
     importlib.util.find_spec("botorch") is None,
@@ -75,6 +79,19 @@ def loader(count: int, batch: int = 32) -> BatchLoader:
 def heldout(count: int = 64) -> list[tuple[torch.Tensor, torch.Tensor]]:
     images, labels = small_images(4000, count)
     return [(normalize(images, CIFAR10_MEAN, CIFAR10_STD), labels)]
+
+
+def joslim_setup() -> Setup:
+    """128 training and 64 held-out 16x16 images, one epoch of batches of 32."""
+    data = TrainingData(
+        train=small_images(0, 128),
+        heldout=small_images(4000, 64),
+        test=None,
+        num_classes=10,
+        mean=CIFAR10_MEAN,
+        std=CIFAR10_STD,
+    )
+    return tiny_setup(data=data)
 
 
 def supernet() -> slimnas.Supernet:
@@ -274,10 +291,8 @@ def test_a_state_of_another_space_or_cost_is_refused(trained):
 # ---------------------------------------------------------------------------- Joslim method
 def fit_joslim(cost: str) -> Joslim:
     net = supernet()
-    method = Joslim(
-        cost=cost, epochs=1, refit_every=TAU, warmup=WARMUP, pool=128, bn_batches=2, progress=False
-    )
-    return method.fit(net, loader(128), heldout())
+    method = Joslim(cost=cost, refit_every=TAU, warmup=WARMUP, pool=128)
+    return method.fit(net, joslim_setup())
 
 
 @pytest.fixture(scope="module")
@@ -318,12 +333,10 @@ def test_joslim_attached_with_saved_visited_archs_searches_alike(macs_joslim):
     state = json.loads(json.dumps(method.step.state_dict()))
     archs = visited_archs(state, method.supernet.space)
     assert archs == method.step.archs
-    again = Joslim(bn_batches=2, progress=False).attach(
-        method.supernet, heldout(), method.scorer.calibration, visited=archs
-    )
+    again = Joslim().attach(method.supernet, method.setup, visited=archs)
     assert again.search(["macs<=50%"]) == method.search(["macs<=50%"])
     with pytest.raises(ConfigError, match="visited"):
-        Joslim(bn="batch").attach(method.supernet, heldout()).search(["macs<=50%"])
+        Joslim(bn="batch").attach(method.supernet, method.setup).search(["macs<=50%"])
 
 
 @needs_botorch
@@ -380,7 +393,7 @@ def test_joslim_search_takes_the_best_front_arch_within_each_budget(cost: str):
         )
         for _ in range(40)
     ]
-    method = Joslim(cost=cost, bn="batch", progress=False).attach(net, heldout(), visited=visited)
+    method = Joslim(cost=cost, bn="batch").attach(net, joslim_setup(), visited=visited)
     scorer = method.scorer = WidthRuleScorer(space)
     front = method.front()
     # The front by hand: the visited archs (with the width extremes) no other one dominates.
@@ -416,10 +429,10 @@ def test_a_budget_only_shallower_archs_meet_is_refused(macs_joslim):
 
 # ------------------------------------------------------------------------------------ errors
 def test_joslim_refuses_bad_options():
-    with pytest.raises(ConfigError, match="cost must be one of macs, memory"):
+    with pytest.raises(ConfigError, match="search.joslim.cost must be one of 'macs', 'memory'"):
         Joslim(cost="params")
     with pytest.raises(ConfigError, match="sandwich_n >= 3"):
-        Joslim(sandwich_n=2)
+        Joslim().check_recipe(SupernetConfig(sandwich_n=2))
     with pytest.raises(ConfigError, match="before search"):
         Joslim().search(["macs<=50%"])
 
@@ -435,6 +448,7 @@ def test_joslim_without_botorch_says_which_extra_to_install(monkeypatch):
 
 def test_refit_interval_follows_the_authors_rule():
     # steps × M / τ ≈ visits: 30 epochs of 390 steps, M = 2, 1000 visits → τ = 23.
-    assert Joslim(epochs=30).refit_interval(390) == 23
-    assert Joslim(epochs=30, refit_every=5).refit_interval(390) == 5
-    assert Joslim(epochs=1, visits=10**6).refit_interval(10) == 1
+    recipe = SupernetConfig(epochs=30)
+    assert Joslim(visits=1000).refit_interval(390, recipe) == 23
+    assert Joslim(refit_every=5).refit_interval(390, recipe) == 5
+    assert Joslim(visits=10**6).refit_interval(10, SupernetConfig(epochs=1)) == 1

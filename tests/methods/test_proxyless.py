@@ -13,10 +13,12 @@ from torch import nn
 import slimnas
 from slimnas.cost.budget import Budget
 from slimnas.cost.counting import expected_macs
-from slimnas.cost.latency_build import build_latency_table
-from slimnas.cost.latency_predict import expected_latency
-from slimnas.data import CIFAR10_MEAN, CIFAR10_STD, BatchLoader, load_builtin
-from slimnas.methods.proxyless import ProxylessNAS, ProxylessStep, fixed_op_results
+from slimnas.cost.latency.build import build_latency_table
+from slimnas.cost.latency.predict import expected_latency
+from slimnas.data import CIFAR10_MEAN, CIFAR10_STD, load_builtin
+from slimnas.data.prepare import TrainingData
+from slimnas.methods.fixed_op import fixed_op_results
+from slimnas.methods.proxyless import ProxylessNAS, ProxylessStep
 from slimnas.methods.proxyless_paths import (
     ProxylessArch,
     Reinforce,
@@ -25,8 +27,9 @@ from slimnas.methods.proxyless_paths import (
     rescale_pair,
     sample_pair,
 )
-from slimnas.train import Trainer
+from slimnas.methods.setup import StageStopped
 from tests.cost.test_latency import FAST
+from tests.helpers.search import tiny_setup
 
 KERNELS = (3, 5, 7)
 
@@ -337,32 +340,34 @@ def test_bad_options_are_refused() -> None:
     _, supernet, space, _ = build()
     with pytest.raises(slimnas.ConfigError, match="mode"):
         make_step(supernet, space, [], mode="three")
-    with pytest.raises(slimnas.ConfigError, match="warm-up"):
-        ProxylessNAS(epochs=2, warmup_epochs=2)
     plain = slimnas.trace(nn.Sequential(nn.Conv2d(3, 8, 3)), torch.randn(1, 3, 8, 8))
     with pytest.raises(slimnas.ConfigError, match="op unit"):
         ProxylessArch(plain)
 
 
-def new_search(run_dir=None, **options):
-    """A fresh toy supernet, its 8x8 built-in CIFAR-10 crops (two loaders) and the method."""
+def new_search(folder=None, max_steps=None, **options):
+    """A fresh toy supernet, its 8x8 built-in CIFAR-10 crops (training and held-out) and the
+    method."""
     torch.manual_seed(0)
     model = Net()
     images, labels = load_builtin(train=True)
     images = images[:256, :, 12:20, 12:20].contiguous()  # 8x8 crops keep the test fast
     labels = labels[:256] % 4
-
-    def loader(part: slice, seed: int) -> BatchLoader:
-        return BatchLoader(
-            images[part], labels[part], 32, mean=CIFAR10_MEAN, std=CIFAR10_STD, seed=seed
-        )
-
+    data = TrainingData(
+        (images[:128], labels[:128]),
+        (images[128:], labels[128:]),
+        None,
+        4,
+        CIFAR10_MEAN,
+        CIFAR10_STD,
+    )
     space = op_space(model, torch.randn(1, 3, 8, 8))
     supernet = slimnas.Supernet(model, space)
-    train, held = loader(slice(0, 128), 0), loader(slice(128, 256), 1)
-    settings = {"epochs": 3, "warmup_epochs": 1, "arch_every": 1, "arch_lr": 0.05}
-    method = ProxylessNAS(run_dir=run_dir, progress=False, **{**settings, **options})
-    return method, supernet, space, train, held
+    setup = tiny_setup(folder, data, max_steps=max_steps, lr=0.05, weight_decay=4e-5)
+    setup.augment = False
+    settings = {"epochs": 2, "warmup_epochs": 1, "arch_every": 1, "arch_lr": 0.05}
+    method = ProxylessNAS(**{**settings, **options})
+    return method, supernet, space, setup
 
 
 @pytest.mark.parametrize(
@@ -370,38 +375,32 @@ def new_search(run_dir=None, **options):
     [("two", "mul_log"), ("full", "add_linear"), ("reinforce", "mul_log"), ("two", "band")],
 )
 def test_a_real_search_learns_the_logits_and_meets_its_budget(mode, loss, tmp_path) -> None:
-    options = {"mode": mode, "loss_form": loss, "reinforce_samples": 4}
-    method, supernet, space, train, held = new_search(tmp_path, **options)
-    method.fit(supernet, train, held, "macs<=50%")
-    (result,) = method.search()
-    assert result.info["arch_steps"] == 2 * len(train)  # every step after the 1-epoch warm-up
-    logits = [lg.detach() for lg in method.arch_params.logits]
+    options = {"mode": mode, "loss": loss, "reinforce_samples": 4}
+    method, supernet, space, setup = new_search(tmp_path, **options)
+    (result,) = method.fit(supernet, setup).search(["macs<=50%"])
+    assert result.info["arch_steps"] == 2 * 4  # every step of the 2 search epochs
+    logits = [lg.detach() for lg in method.steps["macs<=50%"].arch.logits]
     assert min(float((lg - lg.mean()).abs().max()) for lg in logits) > 1e-3  # every unit moved
     budget = Budget.parse("macs<=50%", space)
     assert budget.fits(space, result.arch)
-    assert (tmp_path / "metrics.csv").exists()
-    with pytest.raises(slimnas.ConfigError, match="fitted for"):
-        method.search(["macs<=30%"])
+    assert (tmp_path / "warmup" / "final" / "supernet.json").exists()
+    assert (tmp_path / "macs-le-50pct" / "metrics.csv").exists()
 
 
 def test_an_interrupted_search_resumes_to_the_same_logits_and_weights(tmp_path) -> None:
-    method, supernet, _, train, held = new_search()
-    method.fit(supernet, train, held, "macs<=50%")
-    whole = [p.detach().clone() for p in method.arch_params.logits]
-    weights = supernet.state_dict()
+    method, supernet, _, setup = new_search()
+    method.fit(supernet, setup).search(["macs<=50%"])
+    whole = method.steps["macs<=50%"]
 
     run = tmp_path / "proxyless"
-    method, supernet, space, train, held = new_search(run)
-    step = method.make_step(supernet, held, Budget.parse("macs<=50%", space), len(train))
-    options = {"lr": method.lr, "weight_decay": method.weight_decay, "seed": method.seed}
-    trainer = Trainer(
-        supernet, train, step_fn=step, epochs=3, run_dir=run, progress=False, **options
-    )
-    trainer.fit(until_step=6)  # stopped inside the search epochs, after a few arch steps
-
-    method, supernet, _, train, held = new_search(run)  # a new process, say
-    method.fit(supernet, train, held, "macs<=50%")
-    for a, b in zip(whole, method.arch_params.logits):
+    method, supernet, _, setup = new_search(run, max_steps=6)  # inside the search epochs
+    with pytest.raises(StageStopped):
+        method.fit(supernet, setup).search(["macs<=50%"])
+    method, supernet, _, setup = new_search(run)  # a new process, say
+    method.fit(supernet, setup).search(["macs<=50%"])
+    again = method.steps["macs<=50%"]
+    for a, b in zip(whole.arch.logits, again.arch.logits):
         assert torch.equal(a, b)
-    for name, tensor in supernet.state_dict().items():
+    weights = whole.supernet.state_dict()
+    for name, tensor in again.supernet.state_dict().items():
         assert torch.equal(tensor, weights[name]), name

@@ -9,12 +9,11 @@ import torch
 import slimnas
 from slimnas.cost.budget import Budget
 from slimnas.cost.counting import expected_macs, macs
-from slimnas.cost.latency_build import build_latency_table
-from slimnas.cost.latency_predict import expected_latency, predict_latency
-from slimnas.data import CIFAR10_MEAN, CIFAR10_STD, BatchLoader, load_builtin, normalize
-from slimnas.methods.scoring import ArchScorer
-from slimnas.methods.tas import (
-    TAS,
+from slimnas.cost.latency.build import build_latency_table
+from slimnas.cost.latency.predict import expected_latency, predict_latency
+from slimnas.methods.setup import StageStopped
+from slimnas.methods.tas import TAS
+from slimnas.methods.tas_arch import (
     TASArch,
     cost_loss,
     derive,
@@ -26,8 +25,8 @@ from slimnas.methods.tas import (
     tau_at,
 )
 from slimnas.models import MODELS
-from slimnas.train import Trainer
 from tests.cost.test_latency import FAST, TinyNet, midway_budget, traced
+from tests.helpers.search import tiny_data, tiny_setup
 
 
 @pytest.fixture(scope="module")
@@ -186,77 +185,53 @@ def test_derive_steps_the_least_probable_units_down_until_the_budget_fits(space)
 
 
 # ------------------------------------------------------------------------- a real search
-def halves(batch: int = 32, per_half: int = 256):
-    images, labels = load_builtin(train=True)
-
-    def loader(part: slice, seed: int) -> BatchLoader:
-        return BatchLoader(
-            images[part],
-            labels[part],
-            batch,
-            augment=True,
-            drop_last=True,
-            mean=CIFAR10_MEAN,
-            std=CIFAR10_STD,
-            seed=seed,
-        )
-
-    held = [(normalize(images[4000:4200], CIFAR10_MEAN, CIFAR10_STD), labels[4000:4200])]
-    return loader(slice(0, per_half), 0), loader(slice(per_half, 2 * per_half), 1), held
-
-
-def new_search(space, run_dir=None, **options):
+def new_search(space, folder=None, **recipe):
     torch.manual_seed(0)
     supernet = slimnas.Supernet(MODELS["resnet20"](num_classes=10), space)
-    train, arch_data, held = halves()
-    tas = TAS(epochs=2, progress=False, run_dir=run_dir, arch_lr=0.05, **options)
-    return tas, supernet, train, arch_data, held
+    setup = tiny_setup(folder, tiny_data(train=512, heldout=200), epochs=2, **recipe)
+    return TAS(arch_lr=0.05), supernet, setup
 
 
 def test_a_search_learns_logits_meets_the_budget_and_scores_the_arch(space) -> None:
-    tas, supernet, train, arch_data, held = new_search(space)
-    tas.fit(supernet, train, arch_data, "macs<=50%")
+    tas, supernet, setup = new_search(space)
+    (result,) = tas.fit(supernet, setup).search(["macs<=50%"])
+    step = tas.steps["macs<=50%"]
     before = TASArch(space, generator=torch.Generator().manual_seed(0))
-    moved = [
-        float((a - b).detach().abs().max()) for a, b in zip(tas.arch_params.logits, before.logits)
-    ]
+    moved = [float((a - b).detach().abs().max()) for a, b in zip(step.arch.logits, before.logits)]
     assert min(moved) > 0  # every unit's logits learned
-    scorer = ArchScorer(supernet, held, "batch")
-    (result,) = tas.search(["macs<=50%"], scorer=scorer)
     budget = Budget.parse("macs<=50%", space)
     assert result.method == "tas" and result.costs["macs"] <= budget.limit
     assert 0 <= result.accuracy <= 1
-    assert set(result.info["probabilities"]) == set(tas.arch_params.names)
-    assert supernet.arch == space.max_arch()  # left in hard mode at the max arch
-    with pytest.raises(slimnas.ConfigError, match="one budget per fit"):
-        tas.search(["macs<=30%"])
+    assert set(result.info["probabilities"]) == set(step.arch.names)
+    assert step.supernet.arch == space.max_arch()  # left in hard mode at the max arch
+    assert supernet.arch == space.max_arch()  # the fitted weights are copied, not trained
 
 
 def test_an_interrupted_search_resumes_to_the_same_logits_and_weights(space, tmp_path) -> None:
-    tas, supernet, train, arch_data, _ = new_search(space)
-    tas.fit(supernet, train, arch_data, "macs<=50%")
-    whole = [p.detach().clone() for p in tas.arch_params.logits]
-    weights = supernet.state_dict()
+    tas, supernet, setup = new_search(space)
+    tas.fit(supernet, setup).search(["macs<=50%"])
+    whole = tas.steps["macs<=50%"]
 
     run = tmp_path / "tas"
-    tas, supernet, train, arch_data, _ = new_search(space, run)
-    budget = Budget.parse("macs<=50%", space)
-    step = tas.make_step(supernet, arch_data, budget, len(train))
-    Trainer(supernet, train, step_fn=step, epochs=2, run_dir=run, progress=False).fit(until_step=5)
-
-    tas, supernet, train, arch_data, _ = new_search(space, run)  # a new process, say
-    tas.fit(supernet, train, arch_data, budget)
-    for a, b in zip(whole, tas.arch_params.logits):
+    tas, supernet, setup = new_search(space, run, max_steps=5)
+    with pytest.raises(StageStopped):
+        tas.fit(supernet, setup).search(["macs<=50%"])
+    tas, supernet, setup = new_search(space, run)  # a new process, say
+    tas.fit(supernet, setup).search(["macs<=50%"])
+    again = tas.steps["macs<=50%"]
+    for a, b in zip(whole.arch.logits, again.arch.logits):
         assert torch.equal(a, b)
-    for name, tensor in supernet.state_dict().items():
+    weights = whole.supernet.state_dict()
+    for name, tensor in again.supernet.state_dict().items():
         assert torch.equal(tensor, weights[name]), name
 
 
 def test_a_budget_without_an_expected_form_is_refused(space) -> None:
-    tas, supernet, train, arch_data, _ = new_search(space)
+    tas, supernet, setup = new_search(space)
+    tas.fit(supernet, setup)
     budget = Budget("latency_ms", 3.0, "latency_ms<=3")  # a latency budget without its table
     with pytest.raises(slimnas.ConfigError, match="latency table"):
-        tas.make_step(supernet, arch_data, budget, len(train))
+        tas.make_step(supernet, [], budget, 4, 2)
 
 
 def test_a_latency_budget_searches_on_the_tables_expected_latency(tmp_path) -> None:

@@ -3,10 +3,10 @@ budgets over them."""
 
 from slimnas.cost.budget import Budget, parse_budgets
 from slimnas.cost.counting import expected_macs, expected_params, flops, macs, params
-from slimnas.cost.latency import Latency, measure_latency
-from slimnas.cost.latency_build import build_latency_table
-from slimnas.cost.latency_predict import expected_latency, predict_latency
-from slimnas.cost.latency_table import LatencyTarget, load_latency_target
+from slimnas.cost.latency.build import build_latency_table
+from slimnas.cost.latency.measure import Latency, measure_latency
+from slimnas.cost.latency.predict import expected_latency, predict_latency
+from slimnas.cost.latency.table import LatencyTarget, load_latency_target
 from slimnas.cost.memory import expected_peak_memory, peak_memory
 
 __all__ = [

@@ -3,7 +3,7 @@
 Metrics: ``macs`` and ``flops`` (= 2 × MACs) and ``params`` take plain suffixes K, M, G (10³, 10⁶,
 10⁹); ``memory`` (peak activation bytes at batch 1) takes B, KB, MB, GB (powers of 10) or KiB,
 MiB, GiB (powers of 2); ``latency_ms`` (milliseconds, optionally ``ms``) is predicted from a
-latency table target (`slimnas.cost.latency_table`), which the budget must be given, and may
+latency table target (`slimnas.cost.latency.table`), which the budget must be given, and may
 name the target's device (``latency_ms<=3.5@cpu``). Any metric takes ``%``, relative to the max
 arch of a given space (``macs<=50%``).
 """
@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from slimnas.cost.counting import flops, macs, params
-from slimnas.cost.latency_predict import predict_latency
-from slimnas.cost.latency_table import LatencyTarget
+from slimnas.cost.latency.predict import predict_latency
+from slimnas.cost.latency.table import LatencyTarget
 from slimnas.cost.memory import peak_memory
 from slimnas.errors import BudgetError
 from slimnas.space.space import Space

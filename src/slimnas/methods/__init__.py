@@ -1,32 +1,58 @@
-"""Search methods on one supernet: AutoSlim and the baselines it is compared with.
+"""Search methods and baselines, each one class implementing the `Method` protocol
+(`slimnas.methods.base`); importing this package registers every built-in one in `METHODS`.
 
-method = AutoSlim(epochs=30).fit(supernet, train_loader, heldout_batches)
-results = method.search(["macs<=20M", "macs<=50%"])
-small = supernet.export(results[0].arch)
+    setup = Setup(data, SupernetConfig(epochs=30), folder="runs/autoslim")
+    results = AutoSlim().fit(supernet, setup).search(["macs<=20M", "macs<=50%"])
+    small = supernet.export(results[0].arch)
 """
 
 from slimnas.methods.autoslim import AutoSlim, greedy_slim, shrink_candidates
-from slimnas.methods.base import SupernetMethod
+from slimnas.methods.base import (
+    METHODS,
+    Method,
+    Options,
+    method_class,
+    method_names,
+    register,
+    unregister,
+)
+from slimnas.methods.baseline_search import EvolutionSearch, RandomSearch, UniformSearch
 from slimnas.methods.baselines import evolution_search, random_search, uniform_search
-from slimnas.methods.registry import METHODS, EvolutionSearch, RandomSearch, UniformSearch
+from slimnas.methods.fixed_op import FixedOp
+from slimnas.methods.joslim import Joslim
+from slimnas.methods.proxyless import ProxylessNAS
 from slimnas.methods.result import Result, arch_costs
 from slimnas.methods.scoring import BN_MODES, ArchScorer, Score
+from slimnas.methods.setup import Setup, StageStopped
+from slimnas.methods.tas import TAS, TASWidth
 
 __all__ = [
     "BN_MODES",
     "METHODS",
-    "EvolutionSearch",
-    "RandomSearch",
-    "UniformSearch",
-    "evolution_search",
-    "random_search",
-    "uniform_search",
+    "TAS",
     "ArchScorer",
     "AutoSlim",
+    "EvolutionSearch",
+    "FixedOp",
+    "Joslim",
+    "Method",
+    "Options",
+    "ProxylessNAS",
+    "RandomSearch",
     "Result",
     "Score",
-    "SupernetMethod",
+    "Setup",
+    "StageStopped",
+    "TASWidth",
+    "UniformSearch",
     "arch_costs",
+    "evolution_search",
     "greedy_slim",
+    "method_class",
+    "method_names",
+    "random_search",
+    "register",
     "shrink_candidates",
+    "uniform_search",
+    "unregister",
 ]

@@ -23,6 +23,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,11 @@ from tqdm import tqdm
 from slimnas.cost.budget import Budget
 from slimnas.errors import BudgetError, CheckpointError
 from slimnas.io import atomic_write_text
-from slimnas.methods.base import SupernetMethod
+from slimnas.methods.base import Method, register
+from slimnas.methods.base import Options as BaseOptions
 from slimnas.methods.result import Result, arch_costs
 from slimnas.methods.scoring import Score
+from slimnas.settings import flag
 from slimnas.space.space import Space
 from slimnas.space.units import Arch, ChannelUnit, DepthUnit
 from slimnas.train import distributed
@@ -201,34 +204,38 @@ def _save_state(path: str | Path | None, state: dict) -> None:
         atomic_write_text(path, json.dumps(state) + "\n")
 
 
-class AutoSlim(SupernetMethod):
-    """AutoSlim: a slimmable supernet (sandwich rule, in-place distillation), then greedy slimming.
+@dataclass(frozen=True)
+class AutoSlimOptions(BaseOptions):
+    """AutoSlim's search options (its supernet training is the recipe's sandwich rule)."""
 
-    result = AutoSlim(epochs=30).fit(supernet, train_loader, heldout_batches).search(budgets)
+    depth: bool = flag(True, "also shorten residual stages, where the space searches depth")
 
-    Args:
-        depth: the greedy search may also shorten residual stages.
-        state_path: where the search state is kept for resume (see `greedy_slim`).
-        **kwargs: the training recipe and scoring options of `SupernetMethod`.
+
+@register
+class AutoSlim(Method):
+    """AutoSlim: a slimmable supernet (sandwich rule, in-place distillation), then greedy
+    slimming; its state is kept in ``search/autoslim.state.json`` for resume.
+
+    ``results = AutoSlim().fit(supernet, setup).search(budgets)``
     """
 
     name = "autoslim"
-
-    def __init__(self, *, depth: bool = False, state_path: str | Path | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.depth = depth
-        self.state_path = state_path
+    default = True
+    Options = AutoSlimOptions
 
     def search(self, budgets: Sequence[Budget | str]) -> list[Result]:
-        space = self.search_space()
         return greedy_slim(
-            space,
+            self.space(),
             self.scorer,
             self.budgets(budgets),
-            depth=self.depth,
-            state_path=self.state_path,
-            progress=self.progress,
+            depth=self.options.depth,
+            state_path=self.setup.file("state"),
+            progress=self.setup.progress,
         )
 
+    def artifacts(self, setup, results: Sequence[Result], budgets=()) -> dict[str, Any]:
+        """``{"front": the greedy path}``: cost and held-out accuracy after every iteration."""
+        return {"front": results[0].info.get("trajectory", [])} if results else {}
 
-__all__ = ["AutoSlim", "greedy_slim", "shrink_candidates"]
+
+__all__ = ["AutoSlim", "AutoSlimOptions", "greedy_slim", "shrink_candidates"]

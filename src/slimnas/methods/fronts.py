@@ -22,6 +22,7 @@ so that no method is credited for costs it never reached.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -30,7 +31,6 @@ from tqdm import tqdm
 
 from slimnas.cost.budget import Budget
 from slimnas.errors import ConfigError
-from slimnas.methods.joslim_acquisition import pareto_front
 from slimnas.methods.result import arch_costs
 from slimnas.methods.scoring import Score
 from slimnas.space.space import Space
@@ -41,14 +41,23 @@ from slimnas.train.evaluate import Evaluation, evaluate
 
 log = logging.getLogger(__name__)
 
-# The methods whose fronts `slimnas run` compares: Joslim and the two-stage baseline (sandwich
-# supernet, then random search), as in the Joslim issue (#9).
-FRONT_METHODS = ("joslim", "random")
 INTERPOLATION = (
     "step: at cost c, the front arch with the lowest held-out loss among those costing at most c"
 )
 
 Point = Mapping[str, Any]
+
+
+def pareto_front(losses: Sequence[float], costs: Sequence[float]) -> list[int]:
+    """Indices of the points that no other point dominates (no higher loss and no higher cost,
+    one of them lower), by ascending cost; of identical points the first is kept."""
+    order = sorted(range(len(costs)), key=lambda i: (costs[i], losses[i], i))
+    front, best = [], math.inf
+    for i in order:
+        if losses[i] < best:
+            front.append(i)
+            best = losses[i]
+    return front
 
 
 def scored_front(space: Space, scored: Mapping[Arch, Score], cost: str) -> list[dict[str, Any]]:
@@ -184,7 +193,7 @@ def _picked(point: Point) -> dict[str, Any]:
 
 
 __all__ = [
-    "FRONT_METHODS",
+    "pareto_front",
     "INTERPOLATION",
     "best_within",
     "pick_curve",

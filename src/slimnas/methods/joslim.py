@@ -40,359 +40,38 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-import torch
-from torch import nn
+from typing import Any
 
 from slimnas.cost.budget import COSTS, Budget
-from slimnas.errors import BudgetError, CheckpointError, ConfigError
-from slimnas.methods.base import SupernetMethod
-from slimnas.methods.baselines import nearest_uniform_arch
+from slimnas.errors import BudgetError, ConfigError
+from slimnas.methods.base import Method, register
+from slimnas.methods.base import Options as BaseOptions
+from slimnas.methods.baseline_search import RandomSearch, read_scored
+from slimnas.methods.fronts import (
+    compare_fronts,
+    evaluate_archs,
+    explored_range,
+    pareto_front,
+    scored_front,
+)
 from slimnas.methods.joslim_acquisition import (
     ObjectiveModels,
     WeightChoice,
     botorch_modules,
-    pareto_front,
     tchebyshev,
     weight_search,
 )
+from slimnas.methods.joslim_step import JOSLIM_COSTS, JoslimStep, visited_archs
 from slimnas.methods.result import Result, arch_costs
 from slimnas.methods.scoring import ArchScorer, Score
+from slimnas.methods.setup import Setup, load_weights, read_json
+from slimnas.settings import choice, integer, number
 from slimnas.space.units import Arch, ChannelUnit
-from slimnas.train.losses import cross_entropy, soft_cross_entropy
-from slimnas.train.rng import generator_state, set_generator_state
-from slimnas.train.step import Backward, Metrics, top1
-
-if TYPE_CHECKING:
-    from slimnas.supernet import Supernet
+from slimnas.train import distributed
 
 log = logging.getLogger(__name__)
 
-JOSLIM_COSTS = ("macs", "memory")
-
-
-# ---------------------------------------------------------------------------- training step
-@dataclass
-class _Round:
-    """One round's candidates, their UCBs, and which may still be picked."""
-
-    pool: list[Arch]
-    loss_ucb: torch.Tensor
-    cost_ucb: torch.Tensor
-    available: torch.Tensor
-
-
-class JoslimStep:
-    """The Joslim training step (loop steps 2–3): a sibling of `SandwichStep` whose middle archs are
-    chosen by the GP models instead of drawn at random.
-
-    Per batch: the max arch on the labels (label-smoothed), then the ``sampled`` chosen archs
-    and the min arch on the max arch's detached softmax (in-place distillation), one backward
-    each, losses summed. Every ``refit_every`` calls, before the batch, new archs are chosen:
-    the first ``warmup`` are uniform widths (a width multiplier drawn uniformly), the next the
-    max arch, and the rest come from the GP models (see the module docstring).
-
-    Args:
-        supernet: the supernet; depth and op units stay at their default.
-        heldout: the held-out training batches the visited archs are re-scored on (the authors
-            use one batch).
-        cost: ``"macs"`` or ``"memory"`` (peak activation memory, Joslim's memory front).
-        sampled: archs chosen per round (the paper's M = 2).
-        refit_every: τ, steps between rounds.
-        warmup: uniform-width archs drawn before the models are used (authors: 20).
-        beta: UCB β (authors: 0.1); the bounds are ``mean + √β·σ``.
-        reference: the scalarisation's reference point z (authors: −3, standardised).
-        tolerance: cost-ratio tolerance of the weight search (authors: 0.02).
-        weight_steps: bisection steps of the weight search (authors: 10).
-        pool: candidate archs the acquisition is maximised over per round.
-        seed: seeds the step's generator (pools, targets, warm-up widths) and the GP fits.
-        label_smoothing: of the max arch's loss.
-        distill: train the other archs on the max arch's output (else on the labels).
-
-    Metrics: ``loss_max``, ``loss_min``, ``acc_max`` and ``visited`` (archs visited so far).
-    """
-
-    def __init__(
-        self,
-        supernet: Supernet,
-        heldout: Sequence,
-        *,
-        cost: str = "macs",
-        sampled: int = 2,
-        refit_every: int = 250,
-        warmup: int = 20,
-        beta: float = 0.1,
-        reference: float = -3.0,
-        tolerance: float = 0.02,
-        weight_steps: int = 10,
-        pool: int = 1000,
-        seed: int = 0,
-        label_smoothing: float = 0.1,
-        distill: bool = True,
-    ):
-        if cost not in JOSLIM_COSTS:
-            raise ConfigError(f"joslim cost must be one of {', '.join(JOSLIM_COSTS)}, got {cost!r}")
-        if sampled < 1 or refit_every < 1 or warmup < 0 or pool < 2 or weight_steps < 1:
-            raise ConfigError(
-                "joslim needs sampled >= 1, refit_every >= 1, warmup >= 0, pool >= 2 and "
-                f"weight_steps >= 1; got {sampled}, {refit_every}, {warmup}, {pool}, {weight_steps}"
-            )
-        botorch_modules()  # a missing extra stops the run now, not at the first fit
-        space = supernet.space
-        self.units: list[ChannelUnit] = space.channel_units()
-        if not self.units:
-            raise ConfigError(
-                "joslim searches channel widths, and this space has no searchable one"
-            )
-        self.supernet, self.space = supernet, space
-        self.scorer = ArchScorer(supernet, heldout, "batch")
-        self.cost, self.sampled, self.refit_every, self.warmup = cost, sampled, refit_every, warmup
-        self.beta, self.reference, self.tolerance = beta, reference, tolerance
-        self.weight_steps, self.pool, self.seed = weight_steps, pool, seed
-        self.label_smoothing, self.distill = label_smoothing, distill
-        self.generator = torch.Generator().manual_seed(seed)
-        self.max_arch = space.max_arch()
-        self.min_arch = self.max_arch.merged({u.name: u.choices[0] for u in self.units})
-        self._max_cost = float(COSTS[cost](space, self.max_arch))
-        self._costs: dict[Arch, float] = {}
-        self.low = self.cost_ratio(self.min_arch)  # targets are drawn in [low, 1]
-        self.min_ratio = min(u.choices[0] / u.max_channels for u in self.units)
-        self.calls = self.drawn = 0
-        self.archs: list[Arch] = []  # visited, in order; the min arch first
-        self.losses: list[float | None] = []  # last refreshed held-out loss, None before
-        self.current: list[Arch] = []  # the chosen archs trained until the next round
-        self.fits: list[list[int]] = []  # [call, archs the models were fitted on]
-        self.picks: list[list] = []  # [call, target, weight, cost, hit] per GP-chosen arch
-        self.hyperparameters: dict | None = None  # of the last GP fit
-        self._visit(self.min_arch)
-
-    # ------------------------------------------------------------------------------- archs
-    def cost_ratio(self, arch: Arch) -> float:
-        """``arch``'s cost as a fraction of the max arch's."""
-        if arch not in self._costs:
-            self._costs[arch] = COSTS[self.cost](self.space, arch) / self._max_cost
-        return self._costs[arch]
-
-    def ratios(self, archs: Sequence[Arch]) -> torch.Tensor:
-        """The width vectors of ``archs``: per channel unit, choice / max channels."""
-        rows = [[arch[u.name] / u.max_channels for u in self.units] for arch in archs]
-        return torch.tensor(rows, dtype=torch.float64).reshape(len(archs), len(self.units))
-
-    def _encode(self, arch: Arch) -> list[int]:
-        return [arch[u.name] for u in self.units]
-
-    def _decode(self, widths: Sequence[int]) -> Arch:
-        return self.space.validate(self.max_arch.merged(dict(zip(self._names(), widths))))
-
-    def _names(self) -> list[str]:
-        return [u.name for u in self.units]
-
-    def _visit(self, arch: Arch) -> None:
-        if arch not in self.archs:
-            self.archs.append(arch)
-            self.losses.append(None)
-
-    def _rand(self) -> float:
-        return float(torch.rand((), generator=self.generator))
-
-    # ----------------------------------------------------------------------------- choosing
-    def choose(self) -> list[Arch]:
-        """Choose the next round's archs (loop step 2); changes the step's state."""
-        round_: _Round | None = None
-        picks: list[Arch] = []
-        for _ in range(self.sampled):
-            if self.drawn < self.warmup:  # warm-up: a conventional slimmable (uniform) width
-                ratio = self.min_ratio + (1.0 - self.min_ratio) * self._rand()
-                arch = nearest_uniform_arch(self.space, ratio)
-            elif self.drawn == self.warmup:
-                arch = self.max_arch
-            else:
-                round_ = round_ or self._open_round()
-                arch = self._pick(round_)
-            self.drawn += 1
-            self._visit(arch)
-            picks.append(arch)
-        self.current = picks
-        return picks
-
-    def refresh(self) -> None:
-        """Re-score every visited arch on the held-out batches (the weights have moved)."""
-        self.losses = [s.loss for s in self.scorer.score_many(self.archs)]
-
-    def fit_models(self) -> ObjectiveModels:
-        """Refresh the losses, then fit the loss and cost models on every visited arch."""
-        self.refresh()
-        costs = torch.tensor([self.cost_ratio(a) for a in self.archs], dtype=torch.float64)
-        losses = torch.tensor(self.losses, dtype=torch.float64)
-        x, seed = self.ratios(self.archs), self.seed + len(self.fits)
-        models = ObjectiveModels(x, losses, costs, seed, start=self.hyperparameters)
-        self.hyperparameters = models.hyperparameters()  # the next fit starts from these
-        self.fits.append([self.calls, len(self.archs)])
-        return models
-
-    def _open_round(self) -> _Round:
-        models = self.fit_models()
-        pool = self.candidates()
-        loss_ucb, cost_ucb = models.ucb(self.ratios(pool), self.beta)
-        # The max and min archs are trained at every step already.
-        available = torch.tensor([a not in (self.max_arch, self.min_arch) for a in pool])
-        return _Round(pool, loss_ucb, cost_ucb, available)
-
-    def _pick(self, round_: _Round) -> Arch:
-        """One arch for a target cost drawn uniformly in [low, 1] (the paper's uniform
-        targets; PareCO's Pareto-aware weighting is not used)."""
-        pool, available = round_.pool, round_.available
-        target = self.low + (1.0 - self.low) * self._rand()
-        choice = weight_search(
-            round_.loss_ucb,
-            round_.cost_ucb,
-            lambda i: self.cost_ratio(pool[i]),
-            target,
-            tolerance=self.tolerance,
-            steps=self.weight_steps,
-            reference=self.reference,
-            available=available if bool(available.any()) else None,
-        )
-        available[choice.index] = False  # the round's archs differ
-        self.picks.append([self.calls, target, choice.weight, choice.cost, choice.hit])
-        return pool[choice.index]
-
-    def candidates(self) -> list[Arch]:
-        """Up to ``pool`` distinct archs to maximise the acquisition over: the visited Pareto
-        front, then, in turn, mutants of it (about two units one step up or down), uniform
-        widths with every unit jittered by up to one step, and uniform per-unit draws."""
-        known = [i for i, loss in enumerate(self.losses) if loss is not None]
-        front = [
-            self.archs[known[i]]
-            for i in pareto_front(
-                [self.losses[i] for i in known], [self.cost_ratio(self.archs[i]) for i in known]
-            )
-        ] or [self.max_arch]
-        found = dict.fromkeys(front[: self.pool])
-        draws = (lambda: self._mutant(front), self._jittered, self._uniform_draw)
-        for k in range(3 * self.pool):
-            if len(found) >= self.pool:
-                break
-            found.setdefault(draws[k % 3](), None)
-        return list(found)
-
-    def _mutant(self, front: Sequence[Arch]) -> Arch:
-        parent = front[int(torch.randint(len(front), (), generator=self.generator))]
-        move = torch.rand(len(self.units), generator=self.generator) < min(1.0, 2 / len(self.units))
-        up = torch.rand(len(self.units), generator=self.generator) < 0.5
-        changes = {}
-        for unit, moved, bigger in zip(self.units, move.tolist(), up.tolist()):
-            if moved:
-                index = unit.choices.index(parent[unit.name]) + (1 if bigger else -1)
-                changes[unit.name] = unit.choices[min(max(index, 0), len(unit.choices) - 1)]
-        return parent.merged(changes)
-
-    def _jittered(self) -> Arch:
-        ratio = self.min_ratio + (1.0 - self.min_ratio) * self._rand()
-        base = nearest_uniform_arch(self.space, ratio)
-        steps = torch.randint(-1, 2, (len(self.units),), generator=self.generator).tolist()
-        changes = {}
-        for unit, step in zip(self.units, steps):
-            index = unit.choices.index(base[unit.name]) + step
-            changes[unit.name] = unit.choices[min(max(index, 0), len(unit.choices) - 1)]
-        return base.merged(changes)
-
-    def _uniform_draw(self) -> Arch:
-        picks = torch.rand(len(self.units), generator=self.generator).tolist()
-        return self.max_arch.merged(
-            {u.name: u.choices[int(p * len(u.choices))] for u, p in zip(self.units, picks)}
-        )
-
-    # ----------------------------------------------------------------------------- training
-    def __call__(
-        self, model: nn.Module, batch: Any, backward: Backward
-    ) -> tuple[torch.Tensor, Metrics]:
-        if self.calls % self.refit_every == 0:
-            self.choose()
-        self.calls += 1
-        images, labels = batch
-        supernet = self.supernet
-        supernet.activate(self.max_arch)
-        logits = model(images)
-        loss_max = cross_entropy(logits, labels, self.label_smoothing)
-        backward(loss_max)
-        teacher = logits.detach().float().softmax(dim=1)
-        total, loss = loss_max.detach(), None
-        try:
-            for arch in [*self.current, self.min_arch]:  # the authors' order: chosen, then min
-                supernet.activate(arch)
-                out = model(images)
-                if self.distill:
-                    loss = soft_cross_entropy(out, teacher)
-                else:
-                    loss = cross_entropy(out, labels, self.label_smoothing)
-                backward(loss)
-                total = total + loss.detach()
-        finally:
-            supernet.activate(self.max_arch)
-        metrics: Metrics = {
-            "loss_max": loss_max.detach(),
-            "loss_min": loss.detach(),
-            "acc_max": top1(logits.detach(), labels),
-            "visited": float(len(self.archs)),
-        }
-        return total, metrics
-
-    # ------------------------------------------------------------------------------- state
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed run needs to choose the same archs, JSON-able: the visited
-        archs (widths per channel unit) and losses, the current archs, counters, the generator
-        and the last GP hyper-parameters (the next fit's warm start)."""
-        return {
-            "cost": self.cost,
-            "units": self._names(),
-            "calls": self.calls,
-            "drawn": self.drawn,
-            "generator": generator_state(self.generator),
-            "visited": [self._encode(a) for a in self.archs],
-            "losses": list(self.losses),
-            "current": [self._encode(a) for a in self.current],
-            "fits": [list(f) for f in self.fits],
-            "picks": [list(p) for p in self.picks],
-            "hyperparameters": self.hyperparameters,
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a `state_dict`. Changes the step.
-
-        Raises:
-            CheckpointError: the state belongs to another space or cost.
-        """
-        if state.get("units") != self._names() or state.get("cost") != self.cost:
-            raise CheckpointError(
-                "the saved joslim step belongs to another space or cost; resume with the same "
-                "model, space and cost, or start a fresh run"
-            )
-        try:
-            archs = [self._decode(w) for w in state["visited"]]
-            current = [self._decode(w) for w in state["current"]]
-            set_generator_state(self.generator, state["generator"])
-            self.calls, self.drawn = int(state["calls"]), int(state["drawn"])
-            self.losses = [None if v is None else float(v) for v in state["losses"]]
-            self.fits = [list(f) for f in state["fits"]]
-            self.picks = [list(p) for p in state["picks"]]
-            self.hyperparameters = state.get("hyperparameters")
-        except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            raise CheckpointError(f"the saved joslim step is malformed ({err})") from None
-        self.archs, self.current = archs, current
-
-
-def visited_archs(state: Mapping[str, Any], space) -> list[Arch]:
-    """The visited archs of a saved `JoslimStep` state (a checkpoint's ``step_fn``) in
-    ``space``, e.g. to `Joslim.attach` a supernet trained by the pipeline."""
-    base = space.max_arch()
-    try:
-        return [space.validate(base.merged(dict(zip(state["units"], w)))) for w in state["visited"]]
-    except (KeyError, TypeError) as err:
-        raise CheckpointError(
-            f"not a saved joslim step ({err}); pass the checkpoint's step_fn state"
-        ) from None
+STATE_FILE = "joslim_step.json"  # in <folder>/final/, beside the supernet
 
 
 def check_width_budgets(space, budgets: Sequence[Budget]) -> None:
@@ -408,102 +87,125 @@ def check_width_budgets(space, budgets: Sequence[Budget]) -> None:
             raise BudgetError(f"{err} (joslim searches widths only)") from None
 
 
+@dataclass(frozen=True)
+class JoslimOptions(BaseOptions):
+    """Joslim's hyper-parameters (`JoslimStep`); its training recipe is ``[supernet]``'s."""
+
+    cost: str = choice(
+        "macs", JOSLIM_COSTS, "the cost its GP models and fronts trade against the loss"
+    )
+    visits: int = integer(200, 1, "archs chosen over its training when refit_every is unset")
+    refit_every: int | None = integer(
+        None, 1, "steps between rounds of chosen archs (unset: from visits)", True
+    )
+    warmup: int = integer(20, 0, "uniform-width archs before the GP models")
+    pool: int = integer(1000, 2, "candidate archs per round")
+    refresh_images: int = integer(
+        256, 1, "held-out images the visited archs are re-scored on every round"
+    )
+    beta: float = number(0.1, "a number >= 0", lambda v: v >= 0, "UCB beta (authors: 0.1)")
+    reference: float = number(
+        -3.0, "a number", lambda v: True, "the scalarisation's reference point z (authors: -3)"
+    )
+    tolerance: float = number(
+        0.02, "a number in [0, 1)", lambda v: 0 <= v < 1, "cost tolerance of the weight search"
+    )
+    weight_steps: int = integer(10, 1, "bisection steps of the weight search (authors: 10)")
+    bn: str = choice(
+        "recalibrate", ("batch", "recalibrate"), "BatchNorm statistics of the final scoring"
+    )
+
+
 # ------------------------------------------------------------------------------------ method
-class Joslim(SupernetMethod):
-    """Joslim: a supernet trained on GP-chosen widths, then the Pareto front of those widths.
+@register
+class Joslim(Method):
+    """Joslim: its own supernet trained on GP-chosen widths (resumable in ``search/joslim/``,
+    saved with the step's state in ``final/``), then per budget the arch of the Pareto front of
+    those widths that fits with the lowest held-out loss.
 
-    result = Joslim(epochs=30, cost="macs").fit(supernet, train_loader, heldout).search(budgets)
+    ``results = Joslim(cost="macs").fit(Supernet(model, space), setup).search(budgets)``
 
-    ``sandwich_n`` counts the archs per step as for AutoSlim: max, min and ``sandwich_n − 2``
-    GP-chosen ones (the paper's M = 2 with the default 4). BatchNorm is recalibrated per arch
-    before the final scoring (``bn="recalibrate"``) unless told otherwise.
-
-    Args:
-        cost: ``"macs"`` or ``"memory"`` (peak activation memory): what the models and the
-            front trade against the loss.
-        refit_every: τ, steps between rounds of choosing archs; None sets it so that about
-            ``visits`` archs are chosen over the training (the authors' rule: steps × M / τ ≈ 1000).
-        visits: see ``refit_every``.
-        warmup, beta, reference, tolerance, weight_steps, pool: of `JoslimStep`.
-        refresh_batches: held-out batches the visited archs are re-scored on every round.
-        **kwargs: the training recipe and scoring options of `SupernetMethod`.
+    ``recipe.sandwich_n`` counts the archs per step as for AutoSlim: max, min and
+    ``sandwich_n − 2`` GP-chosen ones (the paper's M = 2 with the default 4).
     """
 
     name = "joslim"
+    Options = JoslimOptions
+    shared_supernet = False
+    legacy_prefix = "joslim"
 
-    def __init__(
-        self,
-        *,
-        cost: str = "macs",
-        refit_every: int | None = None,
-        visits: int = 1000,
-        warmup: int = 20,
-        beta: float = 0.1,
-        reference: float = -3.0,
-        tolerance: float = 0.02,
-        weight_steps: int = 10,
-        pool: int = 1000,
-        refresh_batches: int = 1,
-        bn: str = "recalibrate",
-        **kwargs: Any,
-    ):
-        super().__init__(bn=bn, **kwargs)
-        if cost not in JOSLIM_COSTS:
-            raise ConfigError(f"joslim cost must be one of {', '.join(JOSLIM_COSTS)}, got {cost!r}")
-        if self.sandwich_n < 3:
-            raise ConfigError(
-                f"joslim trains max, min and at least one chosen arch: sandwich_n >= 3, got "
-                f"{self.sandwich_n}"
-            )
-        if visits < 1 or refresh_batches < 1:
-            raise ConfigError("joslim needs visits >= 1 and refresh_batches >= 1")
-        self.cost, self.refit_every, self.visits = cost, refit_every, visits
-        self.warmup, self.beta, self.reference = warmup, beta, reference
-        self.tolerance, self.weight_steps, self.pool = tolerance, weight_steps, pool
-        self.refresh_batches = refresh_batches
+    def __init__(self, options: JoslimOptions | None = None, **changes: Any):
+        super().__init__(options, **changes)
         self.step: JoslimStep | None = None
         self.visited: list[Arch] | None = None
         self._front: tuple | None = None
 
-    def refit_interval(self, steps_per_epoch: int) -> int:
-        """τ: ``refit_every``, or the interval that visits about ``visits`` archs."""
-        if self.refit_every is not None:
-            return self.refit_every
-        steps = self.epochs * steps_per_epoch
-        return max(1, round(steps * (self.sandwich_n - 2) / self.visits))
+    def check(self, space, budgets: Sequence[Budget]) -> None:
+        check_width_budgets(space, budgets)
+        botorch_modules()  # a missing extra stops the run now, not after a supernet
 
-    def training_step(self, supernet, train: Any, heldout: Sequence) -> JoslimStep:
-        """A `JoslimStep` on the first ``refresh_batches`` held-out batches."""
-        if not heldout:
-            raise ConfigError("joslim re-scores archs on held-out training data; give heldout")
+    def check_recipe(self, recipe: Any) -> None:
+        if recipe.sandwich_n < 3:
+            raise ConfigError(
+                "joslim trains the max, the min and at least one chosen arch per step: set "
+                f"supernet.sandwich_n >= 3 (got {recipe.sandwich_n}) or drop joslim"
+            )
+
+    def refit_interval(self, steps_per_epoch: int, recipe: Any) -> int:
+        """τ: ``refit_every``, or the interval that visits about ``visits`` archs (the authors'
+        rule: steps × M / τ ≈ 1000)."""
+        if self.options.refit_every is not None:
+            return self.options.refit_every
+        steps = recipe.epochs * steps_per_epoch
+        return max(1, round(steps * (recipe.sandwich_n - 2) / self.options.visits))
+
+    def training_step(self, supernet, train: Any, refresh: Sequence, recipe: Any) -> JoslimStep:
+        """A `JoslimStep` re-scoring the visited archs on the ``refresh`` batches."""
+        self.check_recipe(recipe)
+        o = self.options
         self.step = JoslimStep(
             supernet,
-            list(heldout)[: self.refresh_batches],
-            cost=self.cost,
-            sampled=self.sandwich_n - 2,
-            refit_every=self.refit_interval(len(train)),
-            warmup=self.warmup,
-            beta=self.beta,
-            reference=self.reference,
-            tolerance=self.tolerance,
-            weight_steps=self.weight_steps,
-            pool=self.pool,
-            seed=self.seed,
-            label_smoothing=self.label_smoothing,
-            distill=self.distill,
+            list(refresh),
+            cost=o.cost,
+            sampled=recipe.sandwich_n - 2,
+            refit_every=self.refit_interval(len(train), recipe),
+            warmup=o.warmup,
+            beta=o.beta,
+            reference=o.reference,
+            tolerance=o.tolerance,
+            weight_steps=o.weight_steps,
+            pool=o.pool,
+            seed=recipe.seed,
+            label_smoothing=recipe.label_smoothing,
+            distill=recipe.distill,
         )
         return self.step
 
-    def attach(
-        self,
-        supernet,
-        heldout: Sequence,
-        calibration: Sequence | None = None,
-        visited: Sequence[Mapping] | None = None,
-    ) -> Joslim:
-        """As `SupernetMethod.attach`; ``visited`` are the archs the training visited (default:
-        those of this method's `fit`; `visited_archs` reads them from a checkpoint)."""
-        super().attach(supernet, heldout, calibration)
+    def fit(self, supernet, setup: Setup) -> Joslim:
+        """Train ``supernet`` on GP-chosen widths (the recipe, resumable in ``setup.folder``),
+        or read a finished training back; then `attach` it with the archs it visited."""
+        final = None if setup.folder is None else setup.folder / "final"
+        state = read_json(None if final is None else final / STATE_FILE)
+        if state is not None:
+            load_weights(supernet, final)
+            return self.attach(supernet, setup, visited_archs(state, supernet.space))
+        loader = setup.train_loader()
+        refresh = setup.heldout_batches(self.options.refresh_images, self.options.refresh_images)
+        step = self.training_step(supernet, loader, refresh, setup.recipe)
+        trainer = setup.trainer(supernet, loader, step, setup.folder)
+        setup.train(trainer, "joslim supernet", f"new widths every {step.refit_every} steps")
+        supernet.activate(supernet.max_arch())
+        if final is not None:
+            if distributed.is_main():
+                supernet.save(final)
+            setup.write_json(final / STATE_FILE, step.state_dict(), indent=None)
+        return self.attach(supernet, setup, list(step.archs))
+
+    def attach(self, supernet, setup: Setup, visited: Sequence[Mapping] | None = None) -> Joslim:
+        """Search the trained ``supernet``; ``visited`` are the archs its training visited
+        (default: those of this method's `fit`; `visited_archs` reads them from a checkpoint)."""
+        self.supernet, self.setup = supernet, setup
+        self.scorer = setup.scorer(supernet, self.options.bn)
         if visited is not None:
             self.visited = [supernet.space.validate(a) for a in visited]
         elif self.step is not None and self.step.supernet is supernet:
@@ -511,12 +213,16 @@ class Joslim(SupernetMethod):
         self._front = None
         return self
 
+    def weights(self):
+        """Joslim's archs inherit its own supernet's weights."""
+        return self.supernet
+
     # ------------------------------------------------------------------------------ search
     def _scored_front(self) -> tuple[list[Arch], list[Score], list[Arch], list[Score]]:
         """(visited, their batch-BN scores, the front, its scores with the method's BN)."""
         if self._front is not None:
             return self._front
-        space = self.search_space()
+        space = self.space()
         if not self.visited:
             raise ConfigError(
                 "joslim searches the archs its training visited: call fit(...), or attach(..., "
@@ -528,7 +234,7 @@ class Joslim(SupernetMethod):
         if quick.bn != "batch":
             quick = ArchScorer(self.supernet, quick.batches, "batch")
         quick_scores = quick.score_many(archs)
-        costs = [COSTS[self.cost](space, a) for a in archs]
+        costs = [COSTS[self.options.cost](space, a) for a in archs]
         on_front = pareto_front([s.loss for s in quick_scores], costs)
         front = [archs[i] for i in on_front]
         if quick is self.scorer:
@@ -543,7 +249,7 @@ class Joslim(SupernetMethod):
         """The Pareto front of the visited archs (by batch-BN held-out loss and cost), each
         scored with the method's BN mode: ``arch``, every cost, ``accuracy``, ``loss``, by
         ascending cost."""
-        space = self.search_space()
+        space = self.space()
         _, _, front, scores = self._scored_front()
         return [
             {"arch": dict(a), **arch_costs(space, a), "accuracy": s.accuracy, "loss": s.loss}
@@ -559,8 +265,8 @@ class Joslim(SupernetMethod):
             BudgetError: a budget that no width of the space meets (depths and ops are fixed).
         """
         budgets = self.budgets(budgets)
-        check_width_budgets(self.search_space(), budgets)
-        space = self.search_space()
+        space = self.space()
+        check_width_budgets(space, budgets)
         archs, quick, front, scores = self._scored_front()
         points = [{k: v for k, v in p.items() if k != "arch"} for p in self.front()]
         results = []
@@ -578,16 +284,72 @@ class Joslim(SupernetMethod):
             if i == 0:
                 info["front_points"] = points
             results.append(Result.of(self.name, budget, space, arch, score, **info))
+        if self.setup.folder is not None:  # the report's fronts start from it (`artifacts`)
+            self.setup.write_json(self.setup.folder / "front.json", self.heldout_front())
         return results
+
+    # ------------------------------------------------------------------------------ report
+    def heldout_front(self) -> list[dict[str, Any]]:
+        """`front` with its scores named ``heldout_accuracy`` and ``heldout_loss``."""
+        return [
+            {k: v for k, v in p.items() if k not in ("accuracy", "loss")}
+            | {"heldout_accuracy": p["accuracy"], "heldout_loss": p["loss"]}
+            for p in self.front()
+        ]
+
+    def artifacts(
+        self, setup: Setup, results: Sequence[Result], budgets: Sequence[Budget]
+    ) -> dict[str, Any]:
+        """``{"fronts": ...}``: Joslim's front and the two-stage baseline's (random search on
+        the shared sandwich-rule supernet, when the run has it), each arch tested with its own
+        supernet's weights, as `compare_fronts` sums them up; {} without a test split."""
+        if not setup.data.test or setup.shared is None or setup.folder is None:
+            return {}
+        if self.supernet is None:
+            self.fit(setup.new_supernet(), setup)
+        cost, space = self.options.cost, self.supernet.space
+        front = read_json(setup.folder / "front.json") or self.heldout_front()
+        seen = [*(self.visited or []), *(point["arch"] for point in front)]
+        fronts = {self.name: self._tested(setup, self.name, front, seen, self.supernet)}
+        baseline = RandomSearch.name
+        scored = read_json(setup.folder.parent / f"{baseline}.scored.json")
+        if scored is not None and (setup.folder.parent / f"{baseline}.json").exists():
+            scored = read_scored(scored)
+            points, seen = scored_front(space, scored, cost), list(scored)
+            fronts[baseline] = self._tested(setup, baseline, points, seen, setup.shared())
+        return {"fronts": compare_fronts(fronts, space, budgets, cost)}
+
+    def _tested(self, setup: Setup, name: str, front, seen, supernet) -> dict[str, Any]:
+        """``front`` (held-out loss vs cost) with each arch's test top-1 after BatchNorm
+        recalibration (``points``) and the cost range of the archs ``seen`` (``explored``),
+        from ``search/<name>.front.json`` or computed into it. The test set only reports: the
+        front was chosen on held-out data."""
+        path = setup.folder.parent / f"{name}.front.json"
+        saved = read_json(path)
+        if saved is not None:
+            return saved
+        cost, space = self.options.cost, supernet.space
+        test = list(setup.loader(setup.data.test, 500, train=False))
+        archs = [point["arch"] for point in front]
+        found = evaluate_archs(supernet, archs, setup.calibration(), test, setup.progress)
+        points = [
+            point | {"test_accuracy": e.accuracy, "test_loss": e.loss}
+            for point, e in zip(front, found)
+        ]
+        tested = {"explored": explored_range(space, seen, cost), "points": points}
+        setup.write_json(path, tested)
+        log.info("%s front: %d archs tested", name, len(points))
+        return tested
 
 
 __all__ = [
     "JOSLIM_COSTS",
-    "check_width_budgets",
     "Joslim",
+    "JoslimOptions",
     "JoslimStep",
     "ObjectiveModels",
     "WeightChoice",
+    "check_width_budgets",
     "pareto_front",
     "tchebyshev",
     "visited_archs",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -215,23 +215,10 @@ def weight_search(
     return WeightChoice(best.index, best.weight, best.cost, best.hit, step)
 
 
-def pareto_front(losses: Sequence[float], costs: Sequence[float]) -> list[int]:
-    """Indices of the points that no other point dominates (no higher loss and no higher cost,
-    one of them lower), by ascending cost; of identical points the first is kept."""
-    order = sorted(range(len(costs)), key=lambda i: (costs[i], losses[i], i))
-    front, best = [], math.inf
-    for i in order:
-        if losses[i] < best:
-            front.append(i)
-            best = losses[i]
-    return front
-
-
 __all__ = [
     "ObjectiveModels",
     "WeightChoice",
     "botorch_modules",
-    "pareto_front",
     "tchebyshev",
     "weight_search",
 ]

@@ -15,7 +15,7 @@ from torch import nn
 
 from slimnas.cost.budget import Budget
 from slimnas.errors import ConfigError
-from slimnas.methods.tas import cost_loss as band_loss
+from slimnas.methods.tas_arch import cost_loss as band_loss
 from slimnas.space.space import Space
 from slimnas.space.units import Arch
 

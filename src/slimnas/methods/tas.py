@@ -37,240 +37,32 @@ Deviations from the paper and the official code, stated:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from slimnas.cost.budget import LATENCY, Budget
-from slimnas.cost.counting import expected_macs, expected_params
-from slimnas.cost.latency_predict import expected_latency
-from slimnas.cost.memory import expected_peak_memory
-from slimnas.errors import ConfigError
-from slimnas.methods.one_budget import CyclingBatches, OneBudgetSearch
-from slimnas.methods.result import Result
-from slimnas.space.space import Space
-from slimnas.space.units import Arch, ChannelUnit, DepthUnit
+from slimnas.cost.budget import Budget
+from slimnas.data.split import class_balanced_split
+from slimnas.methods.arch_step import ArchStep
+from slimnas.methods.base import Options as BaseOptions
+from slimnas.methods.base import register
+from slimnas.methods.one_budget import OneBudgetMethod
+from slimnas.methods.setup import Setup
+from slimnas.methods.tas_arch import (
+    TAS_RATIOS,
+    TASArch,
+    cost_loss,
+    derive,
+    expected_form,
+    tau_at,
+)
+from slimnas.settings import choice, integer, items, number, positive
+from slimnas.space.units import DepthUnit
 from slimnas.train.losses import cross_entropy
-from slimnas.train.rng import generator_state, set_generator_state
 from slimnas.train.step import Backward, Metrics, top1
 from slimnas.train.trainer import TrainingError
-
-TAS_RATIOS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-
-# Expected forms of the costs a TAS budget may name (§3.4 uses FLOPs; any cost with an
-# expectation over independent per-unit distributions works the same way).
-EXPECTED: dict[str, Callable[..., torch.Tensor]] = {
-    "macs": expected_macs,
-    "flops": lambda space, probs, base=None: 2 * expected_macs(space, probs, base),
-    "params": expected_params,
-    "memory": expected_peak_memory,
-}
-
-
-def expected_form(budget: Budget) -> Callable[..., torch.Tensor]:
-    """The expected cost a TAS search of ``budget`` minimises: `EXPECTED`, or, for a latency
-    budget with its table, `expected_latency` (the table's sums, differentiable)."""
-    if budget.metric == LATENCY and budget.latency is not None:
-        target = budget.latency
-        return lambda space, probs, base=None: expected_latency(space, probs, target, base)
-    if budget.metric not in EXPECTED:
-        raise ConfigError(
-            f"TAS needs an expected form of {budget.metric}: {', '.join(EXPECTED)}, or "
-            f"{LATENCY} with a latency table (search.latency_table)"
-        )
-    return EXPECTED[budget.metric]
-
-
-# ----------------------------------------------------------------------------- candidates
-def tas_width_choices(channels: int, ratios: Sequence[float] = TAS_RATIOS) -> tuple[int, ...]:
-    """The paper's candidate widths of a ``channels``-wide layer: int(r·C) per ratio (§4),
-    deduplicated and ascending, never below 1."""
-    if channels < 1:
-        raise ConfigError(f"a layer needs at least one channel, got {channels}")
-    return tuple(sorted({max(1, int(r * channels + 1e-9)) for r in ratios}))
-
-
-def tas_depth_choices(blocks: int) -> tuple[int, ...]:
-    """The official code's candidate depths of a stage of ``blocks`` blocks: all of 1 … n for
-    n ≤ 3, else the odd depths 1, 3, 5, … and n."""
-    if blocks <= 3:
-        return tuple(range(1, blocks + 1))
-    return tuple(sorted(set(range(1, blocks + 1, 2)) | {blocks}))
-
-
-def snap_to_grid(wanted: Sequence[int], grid: Sequence[int]) -> tuple[int, ...]:
-    """Each wanted value moved to the nearest grid value (halves up), deduplicated, ascending."""
-    return tuple(sorted({min(grid, key=lambda g: (abs(g - w), -g)) for w in wanted}))
-
-
-# ------------------------------------------------------------------------------ sampling
-def _gumbel(shape: torch.Size, generator: torch.Generator | None) -> torch.Tensor:
-    u = torch.rand(shape, generator=generator, dtype=torch.float64)
-    return -torch.log(-torch.log(u.clamp(1e-12, 1 - 1e-12))).float()
-
-
-def gumbel_probs(
-    logits: torch.Tensor, tau: float, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Eq. 3: softmax((log softmax(α) + o)/τ) with Gumbel noise o, differentiable in α."""
-    noise = _gumbel(logits.shape, generator).to(logits.device)
-    return ((logits.log_softmax(-1) + noise) / tau).softmax(-1)
-
-
-def gumbel_pair(
-    logits: torch.Tensor, tau: float, generator: torch.Generator | None = None, count: int = 2
-) -> tuple[list[int], torch.Tensor]:
-    """§3.2: ``count`` distinct candidates drawn from the Gumbel-softmax probabilities p̂
-    (without replacement), and their mixing weights, p̂ renormalised over them (Eq. 4's weights;
-    they sum to 1 and keep their gradient in α)."""
-    noise = _gumbel(logits.shape, generator).to(logits.device)
-    tempered = (logits.log_softmax(-1) + noise) / tau
-    probs = tempered.detach().softmax(-1).double().cpu() + 1e-7
-    picked = torch.multinomial(probs, min(count, len(logits)), False, generator=generator)
-    index = picked.sort().values.tolist()
-    return index, tempered[index].softmax(-1)
-
-
-def cost_loss(
-    expected: torch.Tensor, actual: float, target: float, tolerance: float
-) -> torch.Tensor:
-    """Eq. 8: log E[cost] while the argmax arch costs more than ``target``, −log E[cost] while it
-    costs less than (1 − ``tolerance``)·``target``, 0 inside the band."""
-    if actual > target:
-        return torch.log(expected)
-    if actual < (1 - tolerance) * target:
-        return -torch.log(expected)
-    return expected * 0.0
-
-
-def tau_at(epoch: int, epochs: int, tau_max: float, tau_min: float, schedule: str) -> float:
-    """The Gumbel-softmax temperature of ``epoch`` (0-based) of ``epochs``."""
-    if schedule == "linear":  # the paper: linear from tau_max to tau_min over the search
-        return tau_max - (tau_max - tau_min) * epoch / max(epochs - 1, 1)
-    if schedule == "cosine":  # the released script
-        return tau_min + (tau_max - tau_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
-    raise ConfigError(f"unknown temperature schedule {schedule!r}; use 'linear' or 'cosine'")
-
-
-# ------------------------------------------------------------------- architecture params
-class TASArch(nn.Module):
-    """Logits over each searched unit's candidates (§3.1), initialised N(0, 0.01) as the
-    authors do.
-
-    Args:
-        space: the space; its searchable channel units are searched, and its searchable depth
-            units when ``depth``.
-        depth: search depth too.
-        ratios: width ratios of the candidates (`tas_width_choices`, snapped to the grid).
-        generator: draws the initial logits.
-    """
-
-    def __init__(
-        self,
-        space: Space,
-        *,
-        depth: bool = True,
-        ratios: Sequence[float] = TAS_RATIOS,
-        generator: torch.Generator | None = None,
-    ):
-        super().__init__()
-        self.space = space
-        self.names: list[str] = []
-        self.candidates: list[tuple[int, ...]] = []
-        for unit in space.searchable.values():
-            if isinstance(unit, ChannelUnit):
-                wanted = tas_width_choices(unit.max_channels, ratios)
-                self._add(unit.name, snap_to_grid(wanted, unit.choices))
-            elif isinstance(unit, DepthUnit) and depth:
-                wanted = [c for c in tas_depth_choices(max(unit.choices)) if c in unit.choices]
-                self._add(unit.name, tuple(sorted({*wanted, max(unit.choices)})))
-        if not self.names:
-            raise ConfigError("TAS found no searchable channel or depth unit in the space")
-        self.logits = nn.ParameterList(
-            nn.Parameter(torch.randn(len(c), generator=generator) * 0.01) for c in self.candidates
-        )
-
-    def _add(self, name: str, candidates: tuple[int, ...]) -> None:
-        if len(candidates) > 1:  # a unit with one candidate is not searched
-            self.names.append(name)
-            self.candidates.append(candidates)
-
-    def units(self):
-        return zip(self.names, self.candidates, self.logits)
-
-    def probs(self) -> dict[str, torch.Tensor]:
-        """Per unit, softmax of its logits over the space's choices (0 off the candidates):
-        what the expected costs take (Eq. 5)."""
-        out = {}
-        for name, candidates, logits in self.units():
-            out[name] = self._scatter(name, candidates, logits.softmax(-1))
-        return out
-
-    def _scatter(self, name: str, candidates: tuple[int, ...], values: torch.Tensor):
-        choices = self.space.units[name].choices
-        index = torch.tensor([choices.index(c) for c in candidates], device=values.device)
-        return torch.zeros(len(choices), device=values.device, dtype=values.dtype).index_add(
-            0, index, values
-        )
-
-    def argmax(self) -> Arch:
-        """§3.5: the most probable candidate of every searched unit; the rest at their max."""
-        arch = dict(self.space.max_arch())
-        for name, candidates, logits in self.units():
-            arch[name] = candidates[int(logits.argmax())]
-        return Arch(arch)
-
-    def sample(self, tau: float, generator: torch.Generator | None, detach: bool):
-        """One soft sample: per channel unit two widths and their weights (Eq. 3–4), per depth
-        unit weights over all its candidates (Eq. 6), ready for `Supernet.activate_soft`."""
-        widths, depths = {}, {}
-        for name, candidates, logits in self.units():
-            logits = logits.detach() if detach else logits
-            if isinstance(self.space.units[name], DepthUnit):
-                depths[name] = self._scatter(name, candidates, gumbel_probs(logits, tau, generator))
-            else:
-                index, weights = gumbel_pair(logits, tau, generator)
-                widths[name] = (tuple(candidates[i] for i in index), weights)
-        return widths, depths
-
-    def table(self) -> dict[str, dict[str, float]]:
-        """Per unit, the probability of each candidate (JSON-able, for results and reports)."""
-        return {
-            name: {
-                str(c): round(float(p), 4) for c, p in zip(candidates, logits.detach().softmax(-1))
-            }
-            for name, candidates, logits in self.units()
-        }
-
-
-def derive(arch_params: TASArch, budget: Budget) -> tuple[Arch, list[dict[str, Any]]]:
-    """§3.5: the argmax arch, stepped down until it meets ``budget``: each step lowers the unit
-    whose next smaller candidate loses the least log-probability. Returns the arch and the steps
-    taken (empty when the argmax fits)."""
-    space = arch_params.space
-    arch = arch_params.argmax()
-    log_probs = {n: lg.detach().log_softmax(-1) for n, _, lg in arch_params.units()}
-    steps = []
-    while not budget.fits(space, arch):
-        best = None
-        for name, candidates, _ in arch_params.units():
-            i = candidates.index(arch[name])
-            if i == 0:
-                continue
-            loss = float(log_probs[name][i] - log_probs[name][i - 1])
-            if best is None or loss < best[0]:
-                best = (loss, name, candidates[i - 1])
-        if best is None:
-            raise ConfigError(
-                f"TAS cannot meet {budget.text}: every searched unit is at its smallest "
-                "candidate; raise the budget"
-            )
-        steps.append({"unit": best[1], "from": arch[best[1]], "to": best[2]})
-        arch = arch.replace(**{best[1]: best[2]})
-    return arch, steps
 
 
 def distribution_figures(arch_params) -> dict[str, float]:
@@ -287,8 +79,7 @@ def distribution_figures(arch_params) -> dict[str, float]:
     return {k: sum(v) / len(v) if v else float("nan") for k, v in sums.items()}
 
 
-# --------------------------------------------------------------------------------- step
-class TASStep:
+class TASStep(ArchStep):
     """The `Trainer` step of a TAS search: an architecture step, then a weight step (module doc).
 
     Args:
@@ -326,32 +117,26 @@ class TASStep:
         arch_lr: float = 1e-3,
         arch_weight_decay: float = 1e-3,
         generator: torch.Generator | None = None,
-        expected_cost: Callable[..., torch.Tensor] | None = None,
+        expected_cost=None,
     ):
         expected_cost = expected_cost or expected_form(budget)
         tau_at(0, epochs, tau_max, tau_min, tau_schedule)  # an unknown schedule fails now
+        # β1 = 0.5, β2 = 0.999, weight decay 1e-3: the authors' architecture optimiser.
+        optimizer = torch.optim.Adam(
+            arch_params.parameters(), lr=arch_lr, betas=(0.5, 0.999), weight_decay=arch_weight_decay
+        )
+        super().__init__(arch_params, arch_loader, optimizer, generator)
         self.supernet = supernet
-        self.arch = arch_params
-        self._held = CyclingBatches(arch_loader)
         self.budget = budget
         self.steps_per_epoch = steps_per_epoch
         self.epochs = epochs
         self.cost_weight = cost_weight
         self.tolerance = tolerance
         self.tau_options = (tau_max, tau_min, tau_schedule)
-        self.generator = generator if generator is not None else torch.Generator()
         self.expected_cost = expected_cost
-        # β1 = 0.5, β2 = 0.999, weight decay 1e-3: the authors' architecture optimiser.
-        self.optimizer = torch.optim.Adam(
-            arch_params.parameters(), lr=arch_lr, betas=(0.5, 0.999), weight_decay=arch_weight_decay
-        )
-        self.steps = 0
 
     def tau(self) -> float:
         return tau_at(self.steps // self.steps_per_epoch, self.epochs, *self.tau_options)
-
-    def _arch_batch(self):
-        return self._held.next()
 
     def _activate(self, tau: float, detach: bool) -> None:
         widths, depths = self.arch.sample(tau, self.generator, detach)
@@ -371,14 +156,9 @@ class TASStep:
         if not bool(torch.isfinite(arch_loss.detach())):
             raise TrainingError(
                 f"the TAS architecture loss is {float(arch_loss)} at step {self.steps + 1}; "
-                "lower search.tas_arch_lr or the learning rate"
+                "lower search.tas.arch_lr or the learning rate"
             )
-        params = list(self.arch.parameters())
-        grads = torch.autograd.grad(arch_loss, params)
-        for param, grad in zip(params, grads):
-            param.grad = grad
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.apply_arch_grads(torch.autograd.grad(arch_loss, list(self.arch.parameters())))
         # Weight step: a fresh sample with α and β detached; the Trainer backpropagates and steps.
         images, labels = batch
         self._activate(tau, detach=True)
@@ -396,146 +176,118 @@ class TASStep:
         }
         return loss, metrics
 
-    def state_dict(self) -> dict[str, Any]:
-        """Logits, Adam state, step count, generator and the architecture loader's position."""
-        return {
-            "logits": {str(i): p.detach().clone() for i, p in enumerate(self.arch.logits)},
-            "optimizer": self.optimizer.state_dict(),
-            "steps": self.steps,
-            "generator": generator_state(self.generator),
-            "arch_loader": self._held.state_dict(),
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what `state_dict` gave. Changes the logits, optimizer, generator, loader."""
-        with torch.no_grad():
-            for i, p in enumerate(self.arch.logits):
-                p.copy_(state["logits"][str(i)])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.steps = int(state["steps"])
-        set_generator_state(self.generator, state["generator"])
-        self._held.load_state_dict(state["arch_loader"])
-
 
 # ------------------------------------------------------------------------------- method
-class TAS(OneBudgetSearch):
-    """TAS on a supernet (module doc): ``fit`` searches one budget, ``search`` derives the arch.
+@dataclass(frozen=True)
+class TASOptions(BaseOptions):
+    """TAS's hyper-parameters (`TASStep`)."""
 
-    ``TAS(epochs=10).fit(supernet, weight_batches, arch_batches, "macs<=50%").search()``
+    epochs: int | None = integer(
+        None, 1, "search epochs of each budget (unset: supernet.epochs, with its recipe)", True
+    )
+    tau_max: float = number(10.0, "a positive number", positive, "first temperature")
+    tau_min: float = number(0.1, "a positive number", positive, "last temperature")
+    tau_schedule: str = choice(
+        "linear", ("linear", "cosine"), "temperature decay per epoch (paper: linear)"
+    )
+    cost_weight: float = number(
+        2.0, "a number >= 0", lambda v: v >= 0, "weight of the cost loss (lambda, Eq. 7)"
+    )
+    tolerance: float = number(
+        0.05, "a number in [0, 1)", lambda v: 0 <= v < 1, "band below the budget (t, Eq. 8)"
+    )
+    arch_lr: float = number(1e-3, "a positive number", positive, "Adam lr of the logits")
+    arch_weight_decay: float = number(
+        1e-3, "a number >= 0", lambda v: v >= 0, "Adam weight decay of the logits"
+    )
+    ratios: tuple[float, ...] = items(
+        TAS_RATIOS,
+        float,
+        "a non-empty list of numbers in (0, 1]",
+        lambda v: bool(v) and all(0 < r <= 1 for r in v),
+        "candidate width ratios of each channel unit (§4)",
+    )
 
-    Args:
-        depth: search the depth of stages too (TAS); False searches widths only (TAS (W)).
-        epochs, lr, weight_decay: the weight training (SGD, Nesterov, cosine) of the search.
-        cost_weight, tolerance, tau_max, tau_min, tau_schedule, arch_lr, arch_weight_decay:
-            see `TASStep`.
-        ratios: candidate width ratios.
-        seed: initial logits, Gumbel noise and the weights' training.
-        run_dir: checkpoints of the search; an interrupted `fit` resumes there.
-        progress: progress bar.
-        trainer_options: further `Trainer` keyword arguments.
+
+@register
+class TAS(OneBudgetMethod):
+    """TAS (module doc): each budget's search trains a copy of the model on one half of the
+    training split while the architecture learns on the other (§3.4), then derives the arch.
+
+    ``TAS(epochs=10).fit(Supernet(model, space), setup).search(["macs<=50%"])``
     """
 
     name = "tas"
+    Options = TASOptions
+    legacy_prefix = "tas"
+    searches_depth: ClassVar[bool] = True
+    trace_key = "tas"
+    trace_columns = (
+        "tau",
+        "acc",
+        "cost_expected",
+        "cost_argmax",
+        "width_entropy",
+        "width_top",
+        "depth_entropy",
+        "depth_top",
+    )
+    training = "TAS search"
 
-    def __init__(
-        self,
-        *,
-        depth: bool = True,
-        epochs: int = 10,
-        lr: float = 0.1,
-        weight_decay: float = 5e-4,
-        cost_weight: float = 2.0,
-        tolerance: float = 0.05,
-        tau_max: float = 10.0,
-        tau_min: float = 0.1,
-        tau_schedule: str = "linear",
-        arch_lr: float = 1e-3,
-        arch_weight_decay: float = 1e-3,
-        ratios: Sequence[float] = TAS_RATIOS,
-        seed: int = 0,
-        run_dir: str | Path | None = None,
-        progress: bool = True,
-        trainer_options: Mapping[str, Any] | None = None,
-    ):
-        self.depth = depth
-        self.epochs = epochs
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.step_options = {
-            "cost_weight": cost_weight,
-            "tolerance": tolerance,
-            "tau_max": tau_max,
-            "tau_min": tau_min,
-            "tau_schedule": tau_schedule,
-            "arch_lr": arch_lr,
-            "arch_weight_decay": arch_weight_decay,
-        }
-        self.ratios = tuple(ratios)
-        self.seed = seed
-        self.run_dir = run_dir
-        self.progress = progress
-        self.trainer_options = dict(trainer_options or {})
-        self.arch_params: TASArch | None = None
-        self._step: TASStep | None = None
-        self.budget: Budget | None = None
-        self.supernet = None
+    def loaders(self, setup: Setup) -> tuple[Any, Any]:
+        """Class-balanced halves of the training split: weights on one, architecture on the
+        other (§3.4)."""
+        images, labels = setup.data.train
+        seed = setup.recipe.seed
+        weight_half, arch_half = class_balanced_split(labels, 0.5, seed=seed)
+        train = setup.train_loader((images[weight_half], labels[weight_half]), seed)
+        arch_data = setup.train_loader((images[arch_half], labels[arch_half]), seed + 1)
+        return train, arch_data
 
-    def make_step(self, supernet, arch_loader, budget: Budget, steps_per_epoch: int) -> TASStep:
+    def make_step(
+        self, supernet, arch_data, budget: Budget, steps_per_epoch: int, epochs: int
+    ) -> TASStep:
         """The `TASStep` of a search of ``budget`` (with fresh architecture logits)."""
-        generator = torch.Generator().manual_seed(self.seed)
-        arch_params = TASArch(
-            supernet.space, depth=self.depth, ratios=self.ratios, generator=generator
+        o = self.options
+        arch_params, generator = self.new_arch_params(
+            supernet,
+            lambda space, g: TASArch(
+                space, depth=self.searches_depth, ratios=o.ratios, generator=g
+            ),
         )
-        device = next(supernet.parameters()).device
-        arch_params.to(device)
-        self.arch_params, self.budget, self.supernet = arch_params, budget, supernet
-        self._step = TASStep(
+        return TASStep(
             supernet,
             arch_params,
-            arch_loader,
+            arch_data,
             budget,
             steps_per_epoch=steps_per_epoch,
-            epochs=self.epochs,
+            epochs=epochs,
             generator=generator,
-            **self.step_options,
+            cost_weight=o.cost_weight,
+            tolerance=o.tolerance,
+            tau_max=o.tau_max,
+            tau_min=o.tau_min,
+            tau_schedule=o.tau_schedule,
+            arch_lr=o.arch_lr,
+            arch_weight_decay=o.arch_weight_decay,
         )
-        return self._step
 
-    def result(self, scorer=None, method: str | None = None) -> Result:
-        """The `Result` of the fitted search (derived arch, probabilities, adjustments)."""
-        space, budget = self.arch_params.space, self.budget
-        arch, steps = derive(self.arch_params, budget)
-        argmax = self.arch_params.argmax()
+    def derive(self, arch_params: TASArch, budget: Budget):
+        return derive(arch_params, budget)
+
+    def result_info(self, step: TASStep) -> dict[str, Any]:
+        """Whether depth was searched, and the expected cost under the final probabilities."""
         with torch.no_grad():
-            expected_cost = self._step.expected_cost if self._step else expected_form(budget)
-            expected = float(expected_cost(space, self.arch_params.probs()))
-        info = {
-            "depth": self.depth,
-            "probabilities": self.arch_params.table(),
-            "argmax_cost": budget.cost(space, argmax),
-            "expected_cost": expected,
-            "adjusted": steps,
-        }
-        if steps:
-            info["note"] = f"argmax broke the budget; {len(steps)} unit(s) stepped down to fit"
-        score = scorer.score(arch) if scorer is not None else None
-        return Result.of(method or self.name, budget, space, arch, score, **info)
+            expected = float(step.expected_cost(step.arch.space, step.arch.probs()))
+        return {"depth": self.searches_depth, "expected_cost": expected}
 
 
-__all__ = [
-    "EXPECTED",
-    "TAS",
-    "TASArch",
-    "TASStep",
-    "TAS_RATIOS",
-    "cost_loss",
-    "derive",
-    "distribution_figures",
-    "expected_form",
-    "gumbel_pair",
-    "gumbel_probs",
-    "snap_to_grid",
-    "tas_depth_choices",
-    "tas_width_choices",
-    "tau_at",
-]
+@register
+class TASWidth(TAS):
+    """TAS (W): widths only, depths at their max."""
+
+    name = "tas_width"
+    searches_depth = False
+
+
+__all__ = ["TAS", "TASArch", "TASOptions", "TASStep", "TASWidth"]

@@ -15,6 +15,7 @@ import io
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,11 @@ def method_colors(methods: Iterable[str]) -> dict[str, str]:
     others = sorted({m for m in methods if m not in _FIXED_COLORS}, key=method_key)
     spare = {m: _SPARE_COLORS[i % len(_SPARE_COLORS)] for i, m in enumerate(others)}
     return {**_FIXED_COLORS, **spare}
+
+
+def fixed_color(method: str) -> str:
+    """The colour ``method`` always has (the first spare one for a method without one)."""
+    return _FIXED_COLORS.get(method, _SPARE_COLORS[0])
 
 
 def _linestyle(method: str) -> str:
@@ -261,42 +267,78 @@ def plot_channels(
     return _save(figure, Path(path))
 
 
-def plot_tas_search(traces: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path):
-    """TAS searches epoch by epoch: the argmax arch's cost and the expected cost as fractions of
-    the budget (left; the cost loss rests inside [1 − t, 1]), the weight batches' top-1 in soft
-    mode and the temperature τ (right).
+@dataclass(frozen=True)
+class TraceAxis:
+    """One column of a search trace drawn on the right panel (or its twin axis)."""
+
+    column: str
+    label: str
+    scale: float = 1.0
+    linestyle: str = "-"
+    alpha: float = 1.0
+    first_only: bool = False  # one line (the first trace's) in grey: a shared schedule
+
+
+def plot_search_traces(
+    traces: Mapping[str, Sequence[Mapping[str, Any]]],
+    path: str | Path,
+    *,
+    title: str,
+    right: TraceAxis,
+    twin: TraceAxis,
+    color: str = "#1f77b4",
+) -> Path | None:
+    """One-budget searches (TAS, ProxylessNAS) epoch by epoch: the argmax arch's cost and the
+    expected cost as fractions of the budget (left), and two columns of each search on the
+    right (``right``, and ``twin`` on a second axis). Epochs without ``cost_argmax`` (no
+    architecture step yet) have no point.
 
     Args:
-        traces: ``"<method> <budget>"`` → per-epoch ``{"epoch", "tau", "acc", "cost_expected",
-            "cost_argmax"}`` (epoch means of the search's metrics.csv).
+        traces: ``"<method> <budget>"`` → per-epoch means of the search's metrics.csv.
         path: where to write the PNG.
+        title: of the figure.
+        right, twin: the right panel's columns.
+        color: of the first search; the next ones take the spare colours.
+
+    Returns:
+        ``path``, or None when no trace has a point.
     """
-    traces = {name: list(points) for name, points in traces.items() if points}
+    traces = {name: [p for p in points if "cost_argmax" in p] for name, points in traces.items()}
+    traces = {name: points for name, points in traces.items() if points}
     if not traces:
         return None
     figure = _new_figure(10.0, 3.8)
-    cost_axes, acc_axes = figure.subplots(1, 2)
-    tau_axes = acc_axes.twinx()
+    cost_axes, right_axes = figure.subplots(1, 2)
+    twin_axes = right_axes.twinx()
     for i, (name, points) in enumerate(sorted(traces.items())):
-        color = _SPARE_COLORS[i % len(_SPARE_COLORS)] if i else _FIXED_COLORS["tas"]
+        line = _SPARE_COLORS[i % len(_SPARE_COLORS)] if i else color
         epochs = [p["epoch"] + 1 for p in points]
-        cost_axes.plot(epochs, [p["cost_argmax"] for p in points], color=color, label=name)
+        cost_axes.plot(epochs, [p["cost_argmax"] for p in points], color=line, label=name)
         cost_axes.plot(
-            epochs, [p["cost_expected"] for p in points], color=color, linestyle=":", alpha=0.8
+            epochs, [p["cost_expected"] for p in points], color=line, linestyle=":", alpha=0.8
         )
-        acc_axes.plot(epochs, [100 * p["acc"] for p in points], color=color, label=name)
-        if i == 0:
-            tau_axes.plot(epochs, [p["tau"] for p in points], color="#999999", linestyle="--")
+        for axes, axis in ((right_axes, right), (twin_axes, twin)):
+            if axis.first_only and i:
+                continue
+            values = [axis.scale * p.get(axis.column, float("nan")) for p in points]
+            axes.plot(
+                epochs,
+                values,
+                color="#999999" if axis.first_only else line,
+                linestyle=axis.linestyle,
+                alpha=axis.alpha,
+                label=name,
+            )
     cost_axes.axhline(1.0, color="#555555", linewidth=0.8)
     cost_axes.set_xlabel("Search epoch")
     cost_axes.set_ylabel("Cost / budget (solid: argmax, dotted: expected)")
     cost_axes.grid(alpha=0.3)
     cost_axes.legend(frameon=False, fontsize=8)
-    acc_axes.set_xlabel("Search epoch")
-    acc_axes.set_ylabel("Weight batches' top-1, soft mode (%)")
-    tau_axes.set_ylabel("τ (dashed)")
-    acc_axes.grid(alpha=0.3)
-    figure.suptitle("TAS searches")
+    right_axes.set_xlabel("Search epoch")
+    right_axes.set_ylabel(right.label)
+    twin_axes.set_ylabel(twin.label)
+    right_axes.grid(alpha=0.3)
+    figure.suptitle(title)
     return _save(figure, Path(path))
 
 
@@ -361,56 +403,13 @@ def plot_fronts(fronts: Mapping[str, Any], path: str | Path, colors: Mapping[str
     return _save(figure, Path(path))
 
 
-def plot_proxyless_search(
-    traces: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path
-) -> Path | None:
-    """ProxylessNAS searches epoch by epoch: the argmax arch's cost and the expected cost as
-    fractions of the budget (left), the normalised entropy of the path probabilities and the
-    held-out top-1 of the architecture steps (right). Epochs without an architecture step (the
-    warm-up) have no point.
-
-    Args:
-        traces: ``"proxyless <budget>"`` → per-epoch ``{"epoch", "cost_argmax", "cost_expected",
-            "entropy", "arch_acc"}`` (epoch means of the search's metrics.csv).
-        path: where to write the PNG.
-    """
-    traces = {name: [p for p in points if "cost_argmax" in p] for name, points in traces.items()}
-    traces = {name: points for name, points in traces.items() if points}
-    if not traces:
-        return None
-    figure = _new_figure(10.0, 3.8)
-    cost_axes, entropy_axes = figure.subplots(1, 2)
-    acc_axes = entropy_axes.twinx()
-    for i, (name, points) in enumerate(sorted(traces.items())):
-        color = _SPARE_COLORS[i % len(_SPARE_COLORS)] if i else _FIXED_COLORS["proxyless"]
-        epochs = [p["epoch"] + 1 for p in points]
-        cost_axes.plot(epochs, [p["cost_argmax"] for p in points], color=color, label=name)
-        cost_axes.plot(
-            epochs, [p["cost_expected"] for p in points], color=color, linestyle=":", alpha=0.8
-        )
-        entropy_axes.plot(epochs, [p["entropy"] for p in points], color=color, label=name)
-        acc_axes.plot(
-            epochs, [100 * p["arch_acc"] for p in points], color=color, linestyle="--", alpha=0.6
-        )
-    cost_axes.axhline(1.0, color="#555555", linewidth=0.8)
-    cost_axes.set_xlabel("Search epoch")
-    cost_axes.set_ylabel("Cost / budget (solid: argmax, dotted: expected)")
-    cost_axes.grid(alpha=0.3)
-    cost_axes.legend(frameon=False, fontsize=8)
-    entropy_axes.set_xlabel("Search epoch")
-    entropy_axes.set_ylabel("Path entropy / log N (solid)")
-    acc_axes.set_ylabel("Held-out top-1 of architecture steps (%, dashed)")
-    entropy_axes.grid(alpha=0.3)
-    figure.suptitle("ProxylessNAS searches")
-    return _save(figure, Path(path))
-
-
 __all__ = [
     "matplotlib_available",
     "method_colors",
     "plot_accuracy_vs_cost",
     "plot_channels",
     "plot_fronts",
-    "plot_proxyless_search",
-    "plot_tas_search",
+    "fixed_color",
+    "plot_search_traces",
+    "TraceAxis",
 ]

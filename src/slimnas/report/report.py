@@ -2,8 +2,9 @@
 
 The report says what was run, gives one table per budget (costs, held-out search accuracy with
 inherited weights, retrained test accuracy as mean ± sample std over seeds, and the difference to
-uniform width), the figures, and the channels each method kept per layer. Figures need matplotlib;
-without it the report is written all the same, with a note saying how to get them.
+the reference method, `REFERENCE_METHOD`), the figures, and the channels each method kept per
+layer. Figures need matplotlib; without it the report is written all the same, with a note
+saying how to get them.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from typing import Any
 from slimnas.errors import ConfigError
 from slimnas.io import atomic_write_text
 from slimnas.report import plots
-from slimnas.report.fronts import fronts_section
+from slimnas.report.sections import FIGURES, TEXT
 from slimnas.report.tables import (
     DASH,
+    REFERENCE_METHOD,
     budget_table,
     channel_units,
     channels_table,
@@ -43,8 +45,9 @@ _STATISTICS = (
     "once per model and never used to choose anything; tables show its mean ± sample standard "
     "deviation (n − 1 denominator) over seeds, with n the number of seeds, and leave out ± when "
     "n = 1. **Search acc.** is held-out top-1 of the arch with weights inherited from the "
-    "supernet, before retraining. **Δ vs uniform** is the difference of test means to uniform "
-    "width at the same budget, in percentage points. Costs are counted on the exported model "
+    f"supernet, before retraining. **Δ vs {REFERENCE_METHOD}** is the difference of test means to "
+    f"{REFERENCE_METHOD} (the reference method of the budget tables) at the same budget, in "
+    "percentage points. Costs are counted on the exported model "
     "(peak memory: activations at batch 1)."
 )
 
@@ -135,14 +138,13 @@ def _summary_paragraph(results: Mapping[str, Any], rows: Sequence[Mapping[str, A
 
 
 def _figures(
+    results: Mapping[str, Any],
     summaries: Sequence[Mapping[str, Any]],
     units: Sequence[Mapping[str, Any]],
     out_dir: Path,
-    front: Sequence[Mapping[str, Any]] = (),
-    tas: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
-    proxyless: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> list[tuple[str, str]]:
-    """Draw every figure that has data; returns (caption, file name) pairs."""
+    """Draw every figure that has data (the common ones, then each method's section of
+    `slimnas.report.sections.FIGURES`); returns (caption, file name) pairs."""
     colors = plots.method_colors(s["method"] for s in summaries)
     drawn = []
     for cost, caption in (
@@ -155,21 +157,9 @@ def _figures(
             drawn.append((caption, name))
     if plots.plot_channels(summaries, units, out_dir / "channels.png", colors):
         drawn.append(("Channels kept per layer, relative to the unpruned model", "channels.png"))
-    if front and plots.plot_search_front(front, summaries, out_dir / "search_front.png", colors):
-        drawn.append(
-            ("Held-out accuracy of the searched archs, inherited weights", "search_front.png")
-        )
-    if tas and plots.plot_tas_search(tas, out_dir / "tas_search.png"):
-        drawn.append(
-            ("TAS searches: cost of the argmax arch and training accuracy", "tas_search.png")
-        )
-    if proxyless and plots.plot_proxyless_search(proxyless, out_dir / "proxyless_search.png"):
-        drawn.append(
-            (
-                "ProxylessNAS searches: cost of the argmax arch and path entropy",
-                "proxyless_search.png",
-            )
-        )
+    for key, section in FIGURES.items():
+        if results.get(key):
+            drawn += section(results[key], summaries, out_dir, colors)
     return drawn
 
 
@@ -181,10 +171,10 @@ def render_report(results: Mapping[str, Any], out_dir: str | Path) -> str:
     parts = [f"# {title}", _summary_paragraph(results, rows)]
     if results.get("recipe"):
         parts += ["## Recipe", recipe_table(results["recipe"])]
-    fronts = fronts_section(results.get("fronts"), out_dir)
+    texts = [line for key, section in TEXT.items() for line in section(results.get(key), out_dir)]
     if not rows:
         parts += ["## Results", "No results yet: the run has not produced any final models."]
-        return "\n\n".join(parts + fronts) + "\n"
+        return "\n\n".join(parts + texts) + "\n"
 
     summaries = summarize(rows)
     budgets = list(dict.fromkeys(s["budget"] for s in summaries))
@@ -203,18 +193,11 @@ def render_report(results: Mapping[str, Any], out_dir: str | Path) -> str:
     for budget in budgets:
         group = [s for s in summaries if s["budget"] == budget]
         parts += [f"### Budget `{budget}`", budget_table(group, max_costs, show_latency)]
-    parts += fronts
+    parts += texts
 
     parts.append("## Figures")
     if plots.matplotlib_available():
-        figures = _figures(
-            summaries,
-            results.get("units") or [],
-            out_dir,
-            results.get("front"),
-            results.get("tas"),
-            results.get("proxyless"),
-        )
+        figures = _figures(results, summaries, results.get("units") or [], out_dir)
         parts += [f"![{caption}]({name})" for caption, name in figures] or ["No figure has data."]
     else:
         parts.append(NO_MATPLOTLIB_NOTE)

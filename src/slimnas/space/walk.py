@@ -24,20 +24,7 @@ from slimnas.errors import TraceError
 from slimnas.space import rules
 from slimnas.space.channels import ChannelSets
 from slimnas.space.depth import ResidualBlock, find_residual_blocks
-
-
-@dataclass
-class Value:
-    """Channel facts of one tensor-valued node."""
-
-    elements: tuple[int, ...]  # segments along the channel dimension, in order
-    cdim: int  # which dimension holds the channels
-    tensors: list[int] = field(default_factory=list)  # memory records the value occupies
-
-
-def shape_of(node: fx.Node) -> list[int] | None:
-    meta = node.meta.get("tensor_meta")
-    return list(meta.shape) if meta is not None and hasattr(meta, "shape") else None
+from slimnas.space.fx_nodes import Value, node_path, reads_tensor, shape_of
 
 
 @dataclass
@@ -120,7 +107,7 @@ class Propagation:
         outputs: list[Value] = []
         for node in gm.graph.nodes:
             shape = shape_of(node)
-            path = _node_path(node, prefix)
+            path = node_path(node, prefix)
             args = [values[a] for a in node.all_input_nodes if a in values]
             self.uses.append([t for v in args for t in v.tensors])
             self.steps.append([])
@@ -185,7 +172,7 @@ class Propagation:
             return value
         if kind == "reshape" and args:
             return self._reshape(node, path, shape, args[0])
-        if kind in ("conv", "linear") and not args and _reads_tensor(node):
+        if kind in ("conv", "linear") and not args and reads_tensor(node):
             args = [self._constant_input(node, kind, path)]  # reads a buffer or parameter
         if kind == "conv" and args:
             return self._conv(module, node, path, shape, args[0])
@@ -438,16 +425,3 @@ class Propagation:
         return Value(
             outputs[0].elements, outputs[0].cdim, [t for out in outputs for t in out.tensors]
         )
-
-
-def _reads_tensor(node: fx.Node) -> bool:
-    return bool(node.all_input_nodes) and shape_of(node.all_input_nodes[0]) is not None
-
-
-def _node_path(node: fx.Node, prefix: str) -> str:
-    if node.op == "call_module":
-        path = str(node.target)
-    else:
-        stack = node.meta.get("nn_module_stack") or {}
-        path = list(stack.values())[-1][0] if stack else ""
-    return ".".join(p for p in (prefix, path) if p)

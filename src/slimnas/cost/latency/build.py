@@ -11,7 +11,7 @@ The sum of isolated segments is not the whole model's latency: alone, a segment 
 and input in cache on every call, and onnxruntime adds layout conversions at its boundaries
 (NCHWc reorders) and cannot fuse a residual add whose other operand comes from outside. The
 build therefore measures whole archs (the max, the min and random ones: 64 by default), fits a
-factor per segment (`slimnas.cost.latency_fit.fit_segment_scales`) and then the line
+factor per segment (`slimnas.cost.latency.fit.fit_segment_scales`) and then the line
 ``measured = overhead + scale * sum of factored segments`` through them (the *calibration*, a
 robust line fit). The calibration archs are measured together after the entries, in interleaved
 rounds (`measure_latencies`): measured one after another, each met the machine at another speed,
@@ -36,16 +36,16 @@ import torch
 from torch import fx, nn
 from tqdm import tqdm
 
-from slimnas.cost.latency import (
+from slimnas.cost.latency.fit import fit_line, fit_segment_scales
+from slimnas.cost.latency.measure import (
     Latency,
     check_target,
     device_name,
     measure_latencies,
     measure_latency,
 )
-from slimnas.cost.latency_fit import fit_line, fit_segment_scales
-from slimnas.cost.latency_table import EMPTY_SIGNATURE, LatencyTable, LatencyTarget, versions
-from slimnas.cost.segments import Segment, cut_segments, space_key
+from slimnas.cost.latency.segments import Segment, cut_segments, space_key
+from slimnas.cost.latency.table import EMPTY_SIGNATURE, LatencyTable, LatencyTarget, versions
 from slimnas.space.space import Space
 from slimnas.space.units import Arch
 
@@ -269,7 +269,7 @@ class _Calibration:
         self.medians = {label: m.median_ms for label, m in zip(self.models, measured)}
 
     def fit(self) -> dict:
-        from slimnas.cost.latency_predict import segment_values
+        from slimnas.cost.latency.predict import segment_values
 
         self.target._compiled.clear()  # entries changed since any earlier prediction
         values = [segment_values(self.space, arch, self.target) for arch in self.archs.values()]

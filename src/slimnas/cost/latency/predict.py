@@ -5,7 +5,7 @@ latency of an arch is the sum, over the segments that run at the arch (their dep
 hold), of the measured latency of the segment at the arch's input and output channels less the
 cost of an empty call (which every segment's measurement includes once). Unlike ProxylessNAS the
 sum is then calibrated per model on whole archs measured when the table was built: each segment's
-latency is multiplied by its factor (`slimnas.cost.latency_fit.fit_segment_scales`; 1 when the
+latency is multiplied by its factor (`slimnas.cost.latency.fit.fit_segment_scales`; 1 when the
 table was calibrated on too few archs), and the sum goes through the line ``overhead + scale *
 sum``. Segments timed alone run with warm caches and without their neighbours' layout
 conversions (docs/latency.md).
@@ -27,8 +27,8 @@ from itertools import product
 import torch
 
 from slimnas.cost.counting import Probs, _Expectation, _runs
-from slimnas.cost.latency_table import EMPTY_SIGNATURE, LatencyTarget, build_command
-from slimnas.cost.segments import space_key
+from slimnas.cost.latency.segments import space_key
+from slimnas.cost.latency.table import EMPTY_SIGNATURE, LatencyTarget, build_command
 from slimnas.errors import ConfigError
 from slimnas.space.space import Space
 from slimnas.space.units import Choice_

@@ -4,11 +4,11 @@ A file holds one or more *targets*, each keyed by the device (``cpu: <model name
 ``cuda: <GPU name>``), the runtime, the thread count and the batch size: latency measured under
 one of them says nothing about another (ProxylessNAS's table is per device; pitfall 9 of the
 re-implementation brief), so a search asks for its exact target and anything else is refused.
-Each target maps segment signatures (`slimnas.cost.segments`) to measured latencies, and holds per
-traced model (a *layout*: the model's segments, keyed by `space_key`) its calibration: the fixed
-overhead the segments do not cover and the scale that turns their sum into the whole model's
-latency (see `slimnas.cost.latency_build`). The layouts do not depend on the target and are stored
-once per file::
+Each target maps segment signatures (`slimnas.cost.latency.segments`) to measured latencies,
+and holds per traced model (a *layout*: the model's segments, keyed by `space_key`) its
+calibration: the fixed overhead the segments do not cover and the scale that turns their sum
+into the whole model's latency (see `slimnas.cost.latency.build`). The layouts do not depend on
+the target and are stored once per file::
 
     {"format": "slimnas-latency-table/1",
      "layouts": {"<space key>": {"model": "resnet56", "segments": [[layer, template, inputs]]}},
@@ -20,7 +20,7 @@ once per file::
                                                    "segment_scales": [1.1, 0.9, ...],
                                                    "points": [...]}}}]}
 
-`slimnas.cost.latency_build.build_latency_table` fills a file; `load_latency_target` opens the
+`slimnas.cost.latency.build.build_latency_table` fills a file; `load_latency_target` opens the
 target a search needs, or says what the file holds and how to build the one asked for.
 """
 
@@ -33,8 +33,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from slimnas.cost.latency import check_target, device_name
-from slimnas.cost.segments import Segment, space_key
+from slimnas.cost.latency.measure import check_target, device_name
+from slimnas.cost.latency.segments import Segment, space_key
 from slimnas.errors import ConfigError
 from slimnas.io import atomic_write_text
 from slimnas.space.space import Space

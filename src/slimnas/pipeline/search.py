@@ -1,0 +1,56 @@
+"""The search stage: each configured method through the `Method` protocol, every budget at
+once; ``search/<method>.json`` holds its results (a finished method is read back)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import replace
+
+from slimnas.methods.base import Method
+from slimnas.methods.result import Result
+from slimnas.train import distributed
+
+log = logging.getLogger("slimnas.pipeline")
+
+
+class SearchStage:
+    """`stage_search` and `method`."""
+
+    def method(self, name: str) -> Method:
+        """Method ``name`` of the config, fitted (its own model) or attached (the shared
+        supernet) with its `Setup` in ``search/<name>/``; a finished training is read back."""
+        if name not in self._methods:
+            method = self.prepare().config.search.method(name)
+            setup = self.setup(self.run_dir / "search" / name)
+            if method.shared_supernet:
+                method.attach(self.stage_supernet(), setup)
+            else:
+                method.fit(self.new_supernet(), setup)
+            self._methods[name] = method
+        return self._methods[name]
+
+    def stage_search(self) -> dict[str, list[Result]]:
+        """Run each method of ``search.methods``; returns its results by name."""
+        p = self.prepare()
+        self.stage_supernet()
+        found: dict[str, list[Result]] = {}
+        for name in p.config.search.methods:
+            path = self.run_dir / "search" / f"{name}.json"
+            if path.exists():
+                found[name] = [Result.from_dict(r) for r in json.loads(path.read_text())]
+                continue
+            started = time.perf_counter()
+            results = self.method(name).search(p.budgets)
+            seconds = time.perf_counter() - started
+            results = [replace(r, info=r.info | {"seconds": round(seconds, 2)}) for r in results]
+            if distributed.is_main():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.setup().write_json(path, [r.to_dict() for r in results])
+            found[name] = results
+            log.info("%s: %d archs in %.0f s", name, len(results), seconds)
+        return found
+
+
+__all__ = ["SearchStage"]

@@ -1,0 +1,68 @@
+"""The supernet stage: the run's shared sandwich-rule supernet (trained once, shared by every
+method that searches it), its held-out scores, and exports of archs with a supernet's weights."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from torch import nn
+
+from slimnas.io import atomic_write_text
+from slimnas.methods.base import train_sandwich
+from slimnas.methods.setup import load_weights
+from slimnas.space.units import Arch
+from slimnas.supernet import Supernet
+from slimnas.train import distributed, evaluate, recalibrate_bn
+
+
+class SupernetStage:
+    """`stage_supernet`, `export_inherited`."""
+
+    def stage_supernet(self) -> Supernet:
+        """Train the supernet with the sandwich rule (or load the finished one)."""
+        if self._supernet is not None:
+            return self._supernet
+        final = self.run_dir / "supernet" / "final"
+        supernet = self.new_supernet()
+        if (final / "supernet.json").exists():
+            self._supernet = load_weights(supernet, final)
+            return self._supernet
+        train_sandwich(supernet, self.setup(self.run_dir / "supernet"))
+        scores = self._score_supernet(supernet)
+        if distributed.is_main():
+            supernet.save(final)
+            atomic_write_text(final / "scores.json", json.dumps(scores, indent=1))
+        self._supernet = supernet
+        return supernet
+
+    def _score_supernet(self, supernet: Supernet) -> dict[str, Any]:
+        """Held-out top-1 of the max and min archs after BatchNorm recalibration."""
+        setup = self.setup()
+        heldout = list(setup.loader(self.prepare().data.heldout, 500, train=False))
+        scores = {}
+        # The max arch last: its statistics stay in the supernet, which teaches retraining (KD).
+        for name, arch in (("min", supernet.min_arch()), ("max", supernet.max_arch())):
+            recalibrate_bn(supernet, arch, setup.calibration())
+            result = evaluate(supernet, heldout)
+            scores[name] = {"accuracy": result.accuracy, "loss": result.loss}
+        return scores
+
+    def weights_of(self, method: str) -> Supernet:
+        """The supernet whose weights ``method``'s archs inherit: its own (`Method.weights`),
+        else the shared one."""
+        return self.method(method).weights() or self.stage_supernet()
+
+    def export_inherited(self, arch: Arch, method: str) -> nn.Module:
+        """``arch`` as a plain model with the weights of ``method``'s supernet (`weights_of`)
+        and BatchNorm statistics recalibrated for it; the supernet gets its max arch's
+        statistics back."""
+        supernet = self.weights_of(method)
+        calibration = self.setup().calibration()
+        recalibrate_bn(supernet, arch, calibration)
+        model = supernet.export(arch)
+        recalibrate_bn(supernet, supernet.max_arch(), calibration)
+        return model
+
+
+__all__ = ["SupernetStage"]

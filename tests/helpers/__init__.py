@@ -1,0 +1,1 @@
+"""Helpers shared by several test files (never import one test file from another)."""
