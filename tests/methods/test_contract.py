@@ -36,7 +36,9 @@ def run(name: str, folder, **recipe):
     cls = method_class(name)
     method = cls(cls.Options.from_table(f"search.{name}", SMALL.get(name, {})))
     method.check(supernet.space, budgets)
-    method.fit(supernet, tiny_setup(folder, **recipe))
+    # Batches of 16: every training (TAS trains on half the images) takes a few steps, so that
+    # max_steps=1 interrupts it.
+    method.fit(supernet, tiny_setup(folder, batch_size=16, **recipe))
     return method, supernet, budgets, method.search(budgets)
 
 
