@@ -50,6 +50,12 @@ class SearchConfig(Section):
         "one result per budget and method; % is relative to the max arch",
     )
     score_images: int = _integer(1024, 1, "held-out training images each arch is scored on")
+    report_images: int = _integer(
+        1024,
+        0,
+        "held-out images after the scored ones, on which each found arch's inherited accuracy is "
+        "reported (no method selects on them); 0: report the search's own score",
+    )
     score_batch: int = _integer(512, 1, "images per scoring batch (its BatchNorm statistics)")
     bn: str = _choice("batch", ("batch", "recalibrate"), "BatchNorm statistics of a scored arch")
     bn_batches: int = _integer(8, 1, "bn = recalibrate: training batches per scored arch")

@@ -7,7 +7,12 @@ import random
 
 import pytest
 
-from slimnas.report.proxy import accuracy_standard_error, kendall_tau, spearman_rho
+from slimnas.report.proxy import (
+    accuracy_standard_error,
+    kendall_tau,
+    proxy_section,
+    spearman_rho,
+)
 
 
 def test_perfect_reversed_and_tied_orders():
@@ -37,3 +42,27 @@ def test_standard_error():
         accuracy_standard_error(0.5, 0)
     with pytest.raises(ValueError):
         kendall_tau([1, 2], [1])
+
+
+def _summary(search: float, test: float) -> dict:
+    return {"search_accuracy": search, "test_mean": test}
+
+
+def test_report_section_ranks_the_found_archs_and_reads_the_uniform_path():
+    summaries = [_summary(0.30, 0.50), _summary(0.35, 0.55), _summary(0.40, 0.52)]
+    rising = [
+        {"ratio": r, "macs_share": r * r, "accuracy": a, "images": 1000}
+        for r, a in ((0.25, 0.20), (0.5, 0.30), (1.0, 0.40))
+    ]
+    text = "\n".join(proxy_section(summaries, {"uniform_path": rising}))
+    assert "τ = 0.33" in text and "ρ = 0.50" in text  # one discordant pair of three
+    assert "rises with width everywhere" in text and "| 0.50 | 25.0 | 30.00 |" in text
+    falling = [dict(p) for p in rising]
+    falling[1]["accuracy"] = 0.45  # then 0.40 at full width: a drop of 5 points > 1.5
+    text = "\n".join(proxy_section(summaries, {"uniform_path": falling}))
+    assert "falls where width grows at 1 of 2 steps" in text
+
+
+def test_report_section_with_too_few_archs():
+    text = "\n".join(proxy_section([_summary(0.3, 0.5), _summary(0.3, None)], None))
+    assert "1 found archs" in text and "too few" in text and "uniform path" not in text

@@ -55,6 +55,8 @@ class Setup:
             nothing.
         seed: seed of the search itself (random draws, architecture logits).
         score_images: held-out images each arch is scored on.
+        report_images: held-out images after those, on which found archs are reported
+            (`report_batches`); no method ever scores on them.
         score_batch: images per scoring batch.
         bn: ``"batch"`` or ``"recalibrate"`` BatchNorm statistics of a scored arch.
         calibration_batches: training batches every BatchNorm recalibration uses.
@@ -72,6 +74,7 @@ class Setup:
     folder: str | Path | None = None
     seed: int = 0
     score_images: int = 1024
+    report_images: int = 0
     score_batch: int = 512
     bn: str = "batch"
     calibration_batches: int = 20
@@ -128,6 +131,21 @@ class Setup:
         count = min(images or self.score_images, len(labels))
         split = (held_images[:count], labels[:count])
         return list(self.loader(split, batch or self.score_batch, train=False))
+
+    def report_batches(self) -> list:
+        """Up to ``report_images`` held-out images after the ``score_images`` the searches
+        select on, in batches; empty when none are left. A found arch's accuracy on these is
+        an honest estimate: a method that scored hundreds of archs on the search images and
+        kept the best reports an optimistic score there (the winner's curse)."""
+        if self.data.heldout is None or self.report_images == 0:
+            return []
+        held_images, labels = self.data.heldout
+        start = min(self.score_images, len(labels))
+        stop = min(start + self.report_images, len(labels))
+        if stop <= start:
+            return []
+        split = (held_images[start:stop], labels[start:stop])
+        return list(self.loader(split, self.score_batch, train=False))
 
     def calibration(self) -> list:
         """The training batches every BatchNorm recalibration uses: drawn once (the loader is

@@ -91,7 +91,7 @@ class TASStep(ArchStep):
         cost_weight: λ of Eq. 7 (2 in the paper).
         tolerance: t of Eq. 8 (5 %).
         tau_max, tau_min, tau_schedule: the temperature schedule (`tau_at`).
-        arch_lr, arch_weight_decay: Adam of the architecture step.
+        arch_lr, arch_weight_decay, arch_beta2: Adam of the architecture step.
         generator: Gumbel noise and candidate draws; saved in checkpoints.
         expected_cost: the expected form of the budget's cost; default `expected_form`.
 
@@ -116,14 +116,19 @@ class TASStep(ArchStep):
         tau_schedule: str = "linear",
         arch_lr: float = 1e-3,
         arch_weight_decay: float = 1e-3,
+        arch_beta2: float = 0.999,
         generator: torch.Generator | None = None,
         expected_cost=None,
     ):
         expected_cost = expected_cost or expected_form(budget)
         tau_at(0, epochs, tau_max, tau_min, tau_schedule)  # an unknown schedule fails now
-        # β1 = 0.5, β2 = 0.999, weight decay 1e-3: the authors' architecture optimiser.
+        # β1 = 0.5, β2 = 0.999, weight decay 1e-3: the authors' architecture optimiser. A
+        # search of a few hundred steps needs a shorter β2 memory (bench/tas_convergence.py).
         optimizer = torch.optim.Adam(
-            arch_params.parameters(), lr=arch_lr, betas=(0.5, 0.999), weight_decay=arch_weight_decay
+            arch_params.parameters(),
+            lr=arch_lr,
+            betas=(0.5, arch_beta2),
+            weight_decay=arch_weight_decay,
         )
         super().__init__(arch_params, arch_loader, optimizer, generator)
         self.supernet = supernet
@@ -200,6 +205,12 @@ class TASOptions(BaseOptions):
     arch_weight_decay: float = number(
         1e-3, "a number >= 0", lambda v: v >= 0, "Adam weight decay of the logits"
     )
+    arch_beta2: float = number(
+        0.999,
+        "a number in [0, 1)",
+        lambda v: 0 <= v < 1,
+        "Adam beta2 of the logits (the authors': 0.999; a short CPU search: 0.9)",
+    )
     ratios: tuple[float, ...] = items(
         TAS_RATIOS,
         float,
@@ -270,6 +281,7 @@ class TAS(OneBudgetMethod):
             tau_schedule=o.tau_schedule,
             arch_lr=o.arch_lr,
             arch_weight_decay=o.arch_weight_decay,
+            arch_beta2=o.arch_beta2,
         )
 
     def derive(self, arch_params: TASArch, budget: Budget):

@@ -184,6 +184,7 @@ class PrepareStage:
                 config.supernet,
                 seed=config.search.seed,
                 score_images=config.search.score_images,
+                report_images=config.search.report_images,
                 score_batch=config.search.score_batch,
                 bn=config.search.bn,
                 calibration_batches=config.retrain.bn_batches,

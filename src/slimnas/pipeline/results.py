@@ -109,7 +109,8 @@ def recipe_rows(config: PipelineConfig) -> dict[str, Any]:
     rows = {
         "supernet": f"{s.epochs} epochs, batch {s.batch_size}, lr {s.lr} {s.schedule}, "
         f"sandwich n={s.sandwich_n}, distill {s.distill}",
-        "search": f"{q.score_images} held-out images per arch, BN {q.bn}, seed {q.seed}",
+        "search": f"{q.score_images} held-out images per arch, BN {q.bn}, seed {q.seed}; "
+        f"found archs reported on the next {q.report_images} held-out images",
     }
     for name in q.methods:
         described = q.method(name).options.describe()

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from slimnas.methods.base import Method
 from slimnas.methods.result import Result
+from slimnas.methods.scoring import ArchScorer
 from slimnas.train import distributed
 
 log = logging.getLogger("slimnas.pipeline")
@@ -45,12 +46,32 @@ class SearchStage:
             results = self.method(name).search(p.budgets)
             seconds = time.perf_counter() - started
             results = [replace(r, info=r.info | {"seconds": round(seconds, 2)}) for r in results]
+            results = self._report_scores(name, results)
             if distributed.is_main():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self.setup().write_json(path, [r.to_dict() for r in results])
             found[name] = results
             log.info("%s: %d archs in %.0f s", name, len(results), seconds)
         return found
+
+    def _report_scores(self, name: str, results: list[Result]) -> list[Result]:
+        """Each result's inherited accuracy on the report images (`Setup.report_batches`, no
+        method selected on them; BatchNorm recalibrated), the search's own score kept in
+        ``info["search_split_accuracy"]``. Unchanged when there are no report images."""
+        setup = self.setup()
+        batches = setup.report_batches()
+        if not batches:
+            return results
+        scorer = ArchScorer(self.weights_of(name), batches, "recalibrate", setup.calibration())
+        scores = scorer.score_many([r.arch for r in results])
+        return [
+            replace(
+                r,
+                accuracy=score.accuracy,
+                info=r.info | {"search_split_accuracy": r.accuracy, "report_images": score.samples},
+            )
+            for r, score in zip(results, scores)
+        ]
 
 
 __all__ = ["SearchStage"]

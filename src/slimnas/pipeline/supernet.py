@@ -8,8 +8,10 @@ from typing import Any
 
 from torch import nn
 
+from slimnas.cost import macs
 from slimnas.io import atomic_write_text
 from slimnas.methods.base import train_sandwich
+from slimnas.methods.baselines import nearest_uniform_arch
 from slimnas.methods.setup import load_weights
 from slimnas.space.units import Arch
 from slimnas.supernet import Supernet
@@ -37,16 +39,40 @@ class SupernetStage:
         return supernet
 
     def _score_supernet(self, supernet: Supernet) -> dict[str, Any]:
-        """Held-out top-1 of the max and min archs after BatchNorm recalibration."""
+        """Held-out top-1 of the max and min archs and along the uniform path, after BatchNorm
+        recalibration."""
         setup = self.setup()
         heldout = list(setup.loader(self.prepare().data.heldout, 500, train=False))
-        scores = {}
+        scores: dict[str, Any] = {
+            "uniform_path": self._uniform_path(supernet, heldout, setup.calibration())
+        }
         # The max arch last: its statistics stay in the supernet, which teaches retraining (KD).
         for name, arch in (("min", supernet.min_arch()), ("max", supernet.max_arch())):
             recalibrate_bn(supernet, arch, setup.calibration())
             result = evaluate(supernet, heldout)
             scores[name] = {"accuracy": result.accuracy, "loss": result.loss}
         return scores
+
+    @staticmethod
+    def _uniform_path(supernet: Supernet, heldout: list, calibration: list) -> list[dict]:
+        """Held-out top-1 at six uniform widths (BatchNorm recalibrated), narrowest first: a
+        supernet that ranks archs well gets better as it gets wider (the report's check)."""
+        space = supernet.space
+        full = macs(space, space.max_arch())
+        path = []
+        for ratio in (0.25, 0.4, 0.55, 0.7, 0.85, 1.0):
+            arch = nearest_uniform_arch(space, ratio)
+            recalibrate_bn(supernet, arch, calibration)
+            result = evaluate(supernet, heldout)
+            path.append(
+                {
+                    "ratio": ratio,
+                    "macs_share": macs(space, arch) / full,
+                    "accuracy": result.accuracy,
+                    "images": result.samples,
+                }
+            )
+        return path
 
     def weights_of(self, method: str) -> Supernet:
         """The supernet whose weights ``method``'s archs inherit: its own (`Method.weights`),

@@ -11,7 +11,7 @@ difference between two archs is read.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
@@ -77,4 +77,60 @@ def accuracy_standard_error(accuracy: float, images: int) -> float:
     return math.sqrt(p * (1 - p) / images)
 
 
-__all__ = ["accuracy_standard_error", "kendall_tau", "spearman_rho"]
+def proxy_section(summaries: Sequence[Mapping], supernet: Mapping | None) -> list[str]:
+    """The report's "Proxy quality" section: τ and ρ between each found arch's inherited
+    accuracy and its mean retrained test accuracy, and the supernet's uniform path.
+
+    Args:
+        summaries: `slimnas.report.tables.summarize` entries (one per method and budget).
+        supernet: the supernet stage's scores (``uniform_path``: ratio, MACs share, accuracy,
+            images), or None.
+    """
+    pairs = [
+        (s["search_accuracy"], s["test_mean"])
+        for s in summaries
+        if s.get("search_accuracy") is not None and s.get("test_mean") is not None
+    ]
+    lines = ["## Proxy quality"]
+    if len(pairs) >= 3:
+        inherited, retrained = zip(*pairs)
+        lines.append(
+            f"Over the {len(pairs)} found archs (method × budget), the inherited accuracy "
+            "(Search acc.) ranks them against their mean retrained test accuracy with Kendall's "
+            f"τ = {kendall_tau(inherited, retrained):.2f} and Spearman's "
+            f"ρ = {spearman_rho(inherited, retrained):.2f} (1: the same order; archs of one "
+            "budget cost about the same, so this mostly asks whether the supernet ranks archs "
+            "of one cost; `bench/proxy_quality.py` measures it over a wider spread)."
+        )
+    else:
+        lines.append(
+            f"{len(pairs)} found archs have both an inherited and a retrained accuracy: too few "
+            "to rank (at least 3)."
+        )
+    path = (supernet or {}).get("uniform_path") or []
+    if path:
+        images = path[0].get("images") or 0
+        se = accuracy_standard_error(max(p["accuracy"] for p in path), images) if images else 0
+        drops = [(a, b) for a, b in zip(path, path[1:]) if b["accuracy"] < a["accuracy"] - se]
+        verdict = (
+            "rises with width everywhere (no drop larger than one standard error, "
+            f"{100 * se:.1f} points on {images} images)"
+            if not drops
+            else f"falls where width grows at {len(drops)} of {len(path) - 1} steps by more than "
+            f"one standard error ({100 * se:.1f} points): the supernet ranks archs poorly"
+        )
+        lines.append(
+            f"Supernet accuracy along the uniform path (BatchNorm recalibrated, held-out): "
+            f"it {verdict}."
+        )
+        lines.append(
+            "| width | MACs (% of max) | held-out top-1 (%) |\n| ---: | ---: | ---: |\n"
+            + "\n".join(
+                f"| {p['ratio']:.2f} | {100 * p['macs_share']:.1f} | {100 * p['accuracy']:.2f} |"
+                for p in path
+            )
+        )
+    return lines
+
+
+__all__ = ["accuracy_standard_error", "kendall_tau", "proxy_section", "spearman_rho"]

@@ -18,6 +18,7 @@ from typing import Any
 from slimnas.errors import ConfigError
 from slimnas.io import atomic_write_text
 from slimnas.report import plots
+from slimnas.report.proxy import proxy_section
 from slimnas.report.sections import FIGURES, TEXT
 from slimnas.report.tables import (
     DASH,
@@ -45,7 +46,9 @@ _STATISTICS = (
     "once per model and never used to choose anything; tables show its mean ± sample standard "
     "deviation (n − 1 denominator) over seeds, with n the number of seeds, and leave out ± when "
     "n = 1. **Search acc.** is held-out top-1 of the arch with weights inherited from the "
-    f"supernet, before retraining. **Δ vs {REFERENCE_METHOD}** is the difference of test means to "
+    "supernet (BatchNorm recalibrated), before retraining, on held-out images that no search "
+    "selected on (`search.report_images`; with 0 it is the search's own, optimistic score). "
+    f"**Δ vs {REFERENCE_METHOD}** is the difference of test means to "
     f"{REFERENCE_METHOD} (the reference method of the budget tables) at the same budget, in "
     "percentage points. Costs are counted on the exported model "
     "(peak memory: activations at batch 1)."
@@ -194,6 +197,7 @@ def render_report(results: Mapping[str, Any], out_dir: str | Path) -> str:
         group = [s for s in summaries if s["budget"] == budget]
         parts += [f"### Budget `{budget}`", budget_table(group, max_costs, show_latency)]
     parts += texts
+    parts += proxy_section(summaries, results.get("supernet"))
 
     parts.append("## Figures")
     if plots.matplotlib_available():
