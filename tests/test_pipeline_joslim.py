@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from slimnas.errors import BudgetError, ConfigError
-from slimnas.methods.fronts import best_within, common_range, front_auc, pick_curve, step_accuracy
 from slimnas.io import load_tensors
+from slimnas.methods.fronts import best_within, common_range, front_auc, pick_curve, step_accuracy
 from slimnas.pipeline import Pipeline, StageStopped, budget_slug
 from slimnas.space.units import Arch
 from slimnas.supernet import Supernet

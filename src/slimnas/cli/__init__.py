@@ -273,8 +273,8 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 def cmd_latency_table(args: argparse.Namespace) -> int:
     from slimnas.config import PipelineConfig, load_config
-    from slimnas.cost.latency.measure import check_target
     from slimnas.cost.latency.build import CALIBRATION_ARCHS, build_latency_table
+    from slimnas.cost.latency.measure import check_target
     from slimnas.cost.latency.predict import predict_latency
     from slimnas.cost.latency.table import LatencyTable
     from slimnas.data.augment import normalize

@@ -167,4 +167,34 @@ def parse_budgets(
     return [Budget.parse(t, space, latency) for t in ([texts] if isinstance(texts, str) else texts)]
 
 
-__all__ = ["COSTS", "LATENCY", "Budget", "parse_budgets"]
+def fill_budget(space: Space, arch: Arch, budget: Budget) -> tuple[Arch, int]:
+    """``arch`` widened one channel step at a time while ``budget`` holds; ``(arch, steps)``.
+
+    Each step widens the channel unit whose width ratio (choice ÷ max) would be lowest after
+    the step, among those whose step still fits, so the arch stays as close to uniform as the
+    grid allows. A width multiplier's grid jumps in coarse steps (every unit changes at once),
+    so the largest fitting multiplier can leave 5–10 % of a budget unused; comparing a searched
+    arch with it would compare unequal costs.
+    """
+    choices = dict(arch)
+    steps = 0
+    units = space.channel_units()
+    while True:
+        best = None
+        for unit in units:
+            at = unit.choices.index(choices[unit.name])
+            if at + 1 == len(unit.choices):
+                continue
+            wider = unit.choices[at + 1]
+            key = wider / unit.max_channels
+            if best is not None and key >= best[0]:
+                continue
+            if budget.fits(space, {**choices, unit.name: wider}):
+                best = (key, unit.name, wider)
+        if best is None:
+            return Arch(choices), steps
+        choices[best[1]] = best[2]
+        steps += 1
+
+
+__all__ = ["COSTS", "LATENCY", "Budget", "fill_budget", "parse_budgets"]

@@ -34,18 +34,17 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from slimnas.errors import CheckpointError, ConfigError, SlimnasError
+from slimnas.errors import ConfigError, SlimnasError
 from slimnas.train import distributed
 from slimnas.train.checkpoint import (
     checkpoint_dirs,
     checkpoint_path,
-    load_latest,
     save_checkpoint,
-    set_aside,
 )
 from slimnas.train.metrics_log import MetricsLog, summary_writer_class
 from slimnas.train.optim import build_optimizer, build_schedule
-from slimnas.train.rng import rng_state, set_rng_state
+from slimnas.train.resume import resume_trainer
+from slimnas.train.rng import rng_state
 from slimnas.train.step import StepFn, plain_step
 
 log = logging.getLogger(__name__)
@@ -419,60 +418,7 @@ class Trainer:
         return self.last_checkpoint
 
     def _resume(self, fallback: bool) -> None:
-        if not checkpoint_dirs(self.run_dir):
-            log.info("no checkpoint in %s: starting a fresh run", self.run_dir)
-            return
-        # Rank 0 sets damaged checkpoints aside before the other ranks look, so that every rank
-        # reads the same one; each rank loads it for itself (and meets rank 0's error, if any).
-        checkpoint, error = None, None
-        if distributed.is_main():
-            try:
-                checkpoint = load_latest(self.run_dir, fallback=fallback)
-            except CheckpointError as err:
-                error = err
-            for bad in checkpoint.skipped if checkpoint else ():
-                log.warning("set aside unreadable checkpoint %s", set_aside(bad))
-        distributed.barrier()
-        if error is not None:
-            raise error
-        if checkpoint is None:
-            checkpoint = load_latest(self.run_dir, fallback=fallback)
-        if not distributed.agree(checkpoint.path.name):
-            raise CheckpointError(
-                f"the ranks read different checkpoints of {self.run_dir} (this one "
-                f"{checkpoint.path.name}); every rank must see the same run_dir"
-            )
-        state, where = checkpoint.state, checkpoint.path
-        try:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-            if self.scaler and "scaler" in state:
-                self.scaler.load_state_dict(state["scaler"])
-            if "step_fn" in state and callable(getattr(self.step_fn, "load_state_dict", None)):
-                self.step_fn.load_state_dict(state["step_fn"])
-            self.loader.load_state_dict(state["loader"])
-            set_rng_state(state["rng"])
-            self.step = int(state["step"])
-        except (KeyError, ValueError, RuntimeError, CheckpointError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
-            raise CheckpointError(
-                f"cannot resume from {where}: {first}; resume with the same model, data and "
-                "step, or start a fresh run in another run_dir"
-            ) from None
-        expected = self.loader.epoch * len(self.loader) + self.loader.position
-        if expected != self.step:
-            raise CheckpointError(
-                f"cannot resume from {where}: step {self.step} but the loader is at batch "
-                f"{expected}; resume with the same data and batch size"
-            )
-        saved = state.get("settings", {})
-        changed = {k: (saved.get(k), v) for k, v in self.settings.items() if saved.get(k) != v}
-        if changed:
-            log.warning("resuming %s with changed settings (saved, now): %s", where, changed)
-        self.last_checkpoint = where
-        self._saved_step = self.step
-        log.info("resumed %s at step %d of %d", where, self.step, self.total_steps)
+        resume_trainer(self, fallback)
 
 
 def _scalar(value: Any) -> float:
