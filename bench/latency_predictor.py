@@ -44,31 +44,11 @@ from slimnas.cost.latency.build import (
 from slimnas.cost.latency.measure import measure_latencies
 from slimnas.cost.latency.predict import predict_latency, segment_sum_ms, segment_values
 from slimnas.io import atomic_write_text
+from slimnas.report.proxy import kendall_tau
 from slimnas.supernet import Supernet
 
 # Timed calls: (warm-up, repeats) of a table entry, and repeats of a whole arch per round.
 SETTINGS = {1: ((5, 20), 10), 32: ((2, 10), 3)}
-
-
-def kendall_tau(xs: list[float], ys: list[float]) -> float:
-    """Kendall's tau-b (ties in either list counted as neither concordant nor discordant)."""
-    concordant = discordant = ties_x = ties_y = 0
-    for i in range(len(xs)):
-        for j in range(i + 1, len(xs)):
-            dx, dy = xs[i] - xs[j], ys[i] - ys[j]
-            if dx == 0 and dy == 0:
-                continue
-            if dx == 0:
-                ties_x += 1
-            elif dy == 0:
-                ties_y += 1
-            elif (dx > 0) == (dy > 0):
-                concordant += 1
-            else:
-                discordant += 1
-    pairs = concordant + discordant
-    denominator = ((pairs + ties_x) * (pairs + ties_y)) ** 0.5
-    return (concordant - discordant) / denominator if denominator else 0.0
 
 
 def mape(predicted: list[float], measured: list[float]) -> float:

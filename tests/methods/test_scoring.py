@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import math
 import os
 import socket
 import subprocess
@@ -26,6 +25,7 @@ import slimnas
 from slimnas.data import CIFAR10_MEAN, CIFAR10_STD, BatchLoader, load_builtin, normalize
 from slimnas.methods.scoring import ArchScorer, Score
 from slimnas.models import MODELS
+from slimnas.report.proxy import kendall_tau
 from slimnas.space.units import Arch
 from slimnas.train import Trainer, distributed, evaluate, sandwich_step
 
@@ -265,25 +265,6 @@ def test_two_ranks_share_the_archs_and_return_the_single_process_scores(tmp_path
 
 
 # ------------------------------------------------------------------------------ rank agreement
-def kendall_tau(x: list[float], y: list[float]) -> float:
-    """Kendall's tau-b (ties counted as in scipy.stats.kendalltau)."""
-    concordant = discordant = ties_x = ties_y = 0
-    for i, j in itertools.combinations(range(len(x)), 2):
-        dx, dy = x[i] - x[j], y[i] - y[j]
-        if dx == 0 and dy == 0:
-            continue
-        if dx == 0:
-            ties_x += 1
-        elif dy == 0:
-            ties_y += 1
-        elif (dx > 0) == (dy > 0):
-            concordant += 1
-        else:
-            discordant += 1
-    pairs_x, pairs_y = concordant + discordant + ties_y, concordant + discordant + ties_x
-    return (concordant - discordant) / math.sqrt(pairs_x * pairs_y)
-
-
 def test_kendall_tau_by_hand():
     assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
     assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
