@@ -216,3 +216,35 @@ def test_retrain_from_inherited_weights_with_distillation(tmp_path: Path) -> Non
     metrics = (folder / "metrics.csv").read_text().splitlines()
     assert "loss_ce" in metrics[0]  # the KD step logs the plain cross-entropy beside its loss
     assert json.loads((folder / "result.json").read_text())["test_accuracy"] is not None
+
+
+def test_found_archs_are_reported_on_held_out_images_no_search_selected_on(
+    tmp_path: Path,
+) -> None:
+    run_dir = tmp_path / "run"
+    changes = {
+        "search__methods": ["uniform", "random"],
+        "search__budgets": ["macs<=60%"],
+        "search__score_images": 40,  # of the 80 held-out images; the other 40 report
+        "search__report_images": 40,
+    }
+    pipeline = Pipeline(tiny_config(run_dir, **changes), progress=False)
+    pipeline.run(("supernet", "search"))
+    supernet = pipeline.stage_supernet()
+    before = {n: b.clone() for n, b in supernet.named_buffers()}
+    for method in ("uniform", "random"):
+        (result,) = json.loads((run_dir / "search" / f"{method}.json").read_text())
+        assert result["info"]["report_images"] == 40
+        assert 0 <= result["accuracy"] <= 1 and 0 <= result["info"]["search_split_accuracy"] <= 1
+    scores = json.loads((run_dir / "supernet" / "final" / "scores.json").read_text())
+    path = scores["uniform_path"]
+    assert len(path) == 6 and path[-1]["macs_share"] == 1.0
+    assert all(p["images"] == 80 for p in path)
+    # Reporting left the supernet's BatchNorm buffers as the saved supernet has them.
+    saved = slimnas.io.load_tensors(run_dir / "supernet" / "final" / "supernet.safetensors")
+    compared = 0
+    for name, buffer in before.items():
+        if buffer.is_floating_point():
+            torch.testing.assert_close(buffer, saved[name.removeprefix("model.")], msg=name)
+            compared += 1
+    assert compared > 0
