@@ -17,6 +17,7 @@ from slimnas.methods.base import Options as BaseOptions
 from slimnas.methods.baselines import evolution_search, random_search, uniform_search
 from slimnas.methods.result import Result
 from slimnas.methods.scoring import Score
+from slimnas.methods.setup import Setup
 from slimnas.settings import integer
 from slimnas.space.units import Arch
 
@@ -64,6 +65,17 @@ class RandomSearch(Method):
         ]
         self.setup.write_json(self.setup.file("scored"), entries, indent=None)
         return results
+
+    def artifacts(
+        self, setup: Setup, results: Sequence[Result], budgets: Sequence[Budget]
+    ) -> dict[str, Any]:
+        """None of its own; but a run searched before this method saved the archs it scored
+        gets them back by searching again (same seed and scores, so the same archs), for the
+        methods whose fronts compare against them."""
+        path = setup.file("scored")
+        if path is not None and not path.exists() and setup.shared is not None:
+            self.attach(setup.shared(), setup).search(budgets)
+        return {}
 
 
 def read_scored(entries: Sequence[dict[str, Any]]) -> dict[Arch, Score]:

@@ -56,7 +56,11 @@ class ResultsStage:
         several methods, e.g. the traces of two TAS variants, are joined)."""
         p = self.prepare()
         merged: dict[str, Any] = {}
-        for name, results in self._searched().items():
+        searched = self._searched()
+        # The shared supernet's methods first: the others' artifacts compare against theirs.
+        order = sorted(searched, key=lambda n: not p.config.search.method(n).shared_supernet)
+        for name in order:
+            results = searched[name]
             method = self._methods.get(name) or p.config.search.method(name)
             setup = self.setup(self.run_dir / "search" / name)
             for key, value in method.artifacts(setup, results, p.budgets).items():
