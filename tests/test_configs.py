@@ -17,6 +17,7 @@ QUICK = [
     "data.source=builtin",
     "data.root=none",
     "data.max_train_images=200",
+    "data.heldout=0.2",  # 40 held-out images: one batch of 40 for ProxylessNAS's arch steps
     "data.max_test_images=100",
     "supernet.epochs=1",
     "supernet.batch_size=40",

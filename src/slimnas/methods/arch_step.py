@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from slimnas.errors import ConfigError
 from slimnas.train.rng import generator_state, set_generator_state
 
 
@@ -32,7 +33,12 @@ class CyclingBatches:
         batch = next(self._batches, None)
         if batch is None:  # the loader's epoch is exhausted: its next one
             self._batches = iter(self.loader)
-            batch = next(self._batches)
+            batch = next(self._batches, None)
+        if batch is None:
+            raise ConfigError(
+                "the architecture steps' held-out loader gives no batch: hold out more images "
+                "(data.heldout) or lower the batch size"
+            )
         return batch
 
     def state_dict(self) -> dict[str, Any]:
