@@ -21,7 +21,6 @@ silently off).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -83,7 +82,6 @@ class SandwichStep:
             ``student_weight`` (0: full weight from the first step, as the paper). A short
             schedule's max arch first learns as a plain network would (the idea of
             Once-for-All's progressive shrinking, arXiv 1908.09791 §3.2, made continuous).
-        sampler: overrides ``sampling`` with a function of the generator returning an arch.
 
     Metrics: ``loss_max``, ``loss_min`` and ``acc_max`` (top-1 of the max arch on the batch).
     The returned loss is the sum of the ``n`` losses.
@@ -100,7 +98,6 @@ class SandwichStep:
         distill_after: int = 0,
         student_weight: float = 1.0,
         student_ramp: int = 0,
-        sampler: Callable[[torch.Generator | None], Arch] | None = None,
     ):
         if n < 2:
             raise ConfigError(f"the sandwich rule trains at least the max and min archs; n={n}")
@@ -121,12 +118,9 @@ class SandwichStep:
         if student_ramp < 0:
             raise ConfigError(f"student_ramp must be >= 0 steps, got {student_ramp}")
         self.student_ramp = student_ramp
-        self.sampler = sampler
         self.steps = 0  # steps taken, for distill_after; saved in checkpoints
 
     def _sample(self) -> Arch:
-        if self.sampler is not None:
-            return self.sampler(self.generator)
         return sample_arch(self.supernet.space, self.sampling, self.generator)
 
     def __call__(
