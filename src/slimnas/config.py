@@ -58,6 +58,34 @@ class ModelConfig(Section):
     )
 
 
+RANK_CRITERIA = ("auto", "none", "l1", "l2", "bn", "taylor")
+
+
+@dataclass(frozen=True)
+class PipelineModelConfig(ModelConfig):
+    weights: str | None = _text(
+        None,
+        "trained weights to start from (a .safetensors state dict or a `slimnas train` run "
+        "directory): the supernet's max arch, and the default KD teacher of retraining",
+        optional=True,
+    )
+    rank: str = _choice(
+        "auto",
+        RANK_CRITERIA,
+        "reorder each channel unit most important first before the supernet is built (narrower "
+        "archs keep the top channels; the function is unchanged): l1 / l2 weight norms, bn "
+        "|gamma|, taylor (first order, on calibration batches); auto: l1 with model.weights, "
+        "none without",
+    )
+
+    @property
+    def criterion(self) -> str | None:
+        """The ranking criterion in effect, None for no ranking."""
+        if self.rank == "auto":
+            return "l1" if self.weights else None
+        return None if self.rank == "none" else self.rank
+
+
 @dataclass(frozen=True)
 class DataConfig(Section):
     section: ClassVar[str] = "data"
@@ -280,6 +308,13 @@ class SpaceConfig(Section):
 class SupernetConfig(RecipeConfig):
     section: ClassVar[str] = "supernet"
 
+    epochs: int = _integer(
+        30,
+        0,
+        "passes over the training data; 0 (with model.weights): no sandwich training, the "
+        "methods search the trained (ranked) model as it is",
+    )
+
     sandwich_n: int = _integer(4, 2, "archs per step (max, min and n-2 random ones)")
     distill: bool = _flag(False, "in-place distillation from the max arch (the paper: true)")
     sandwich_loss: str = _choice(
@@ -331,7 +366,7 @@ def _plain(value: Any) -> Any:
 class PipelineConfig(_Document):
     """The config of ``slimnas run``: model, data, space, supernet training, search, retraining."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: PipelineModelConfig = field(default_factory=PipelineModelConfig)
     data: PipelineDataConfig = field(default_factory=PipelineDataConfig)
     space: SpaceConfig = field(default_factory=SpaceConfig)
     supernet: SupernetConfig = field(default_factory=SupernetConfig)
@@ -344,6 +379,11 @@ class PipelineConfig(_Document):
         if self.retrain.seed != 0:
             raise ConfigError(
                 "retrain.seed is not read by slimnas run; list the seeds in retrain.seeds"
+            )
+        if self.supernet.epochs == 0 and self.model.weights is None:
+            raise ConfigError(
+                "supernet.epochs is 0 but model.weights is not set: a supernet that is never "
+                "trained needs trained weights; give model.weights or train it for some epochs"
             )
         for name in self.search.methods:
             self.search.method(name).check_recipe(self.supernet)

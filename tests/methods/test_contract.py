@@ -50,17 +50,20 @@ def test_every_method_meets_its_budgets_on_the_exported_model_and_resumes(name, 
     assert results and {r.budget for r in results} <= {b.text for b in budgets}
     if not any(r.info.get("reference") for r in results):  # a reference is one arch
         assert [r.budget for r in results] == [b.text for b in budgets]
-    weights = method.weights() or supernet
     for result in results:
         budget = next(b for b in budgets if b.text == result.budget)
-        exported = weights.export(result.arch)
+        exported = (method.weights(result.budget) or supernet).export(result.arch)
         macs = module_macs(exported, tiny_example())
         assert macs == result.costs["macs"]
         assert macs <= budget.limit or result.info.get("reference"), result
         assert result.method == name
 
     folder = tmp_path / "interrupted"
-    with pytest.raises(StageStopped):
-        run(name, folder, max_steps=1)
+    cls = method_class(name)
+    if cls.shared_supernet or cls.trains:
+        with pytest.raises(StageStopped):
+            run(name, folder, max_steps=1)
+    else:  # nothing to interrupt (no training): a second run reads the first one's files
+        run(name, folder)
     _, _, _, resumed = run(name, folder)
     assert [r.arch for r in resumed] == [r.arch for r in results]

@@ -21,6 +21,7 @@ from slimnas.methods.baselines import evolution_search, random_search, uniform_s
 from slimnas.methods.fixed_op import FixedOp
 from slimnas.methods.joslim import Joslim
 from slimnas.methods.proxyless import ProxylessNAS
+from slimnas.methods.pruning import MagnitudePruning, TorchPruning
 from slimnas.methods.result import Result, arch_costs
 from slimnas.methods.scoring import BN_MODES, ArchScorer, Score
 from slimnas.methods.setup import Setup, StageStopped
@@ -35,6 +36,7 @@ __all__ = [
     "EvolutionSearch",
     "FixedOp",
     "Joslim",
+    "MagnitudePruning",
     "Method",
     "Options",
     "ProxylessNAS",
@@ -44,6 +46,7 @@ __all__ = [
     "Setup",
     "StageStopped",
     "TASWidth",
+    "TorchPruning",
     "UniformSearch",
     "arch_costs",
     "evolution_search",

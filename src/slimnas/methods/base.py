@@ -76,6 +76,9 @@ class Method:
     name: ClassVar[str] = ""
     Options: ClassVar[type[Options]] = Options
     shared_supernet: ClassVar[bool] = True
+    # A method of its own model (shared_supernet False) that trains it with the [supernet]
+    # recipe; False for those that only read the trained weights (magnitude, torch_pruning).
+    trains: ClassVar[bool] = True
     # Flat [search] keys of earlier releases: "<legacy_prefix>_<option>" and these extra ones
     # (old key -> option) are read, with a deprecation line, for one release.
     legacy_prefix: ClassVar[str | None] = None
@@ -120,9 +123,10 @@ class Method:
         every method's artifacts (`slimnas.report.sections` reads them). Default: none."""
         return {}
 
-    def weights(self):
+    def weights(self, budget: str | None = None):
         """The supernet whose weights the found archs inherit (exports, ``retrain.init =
-        "inherit"``) when it is not the run's shared one; None: the shared one."""
+        "inherit"``) when it is not the run's shared one; None: the shared one. ``budget`` (a
+        result's budget text) for a method whose weights differ per budget (torch_pruning)."""
         return None
 
     # ---------------------------------------------------------------------------- helpers

@@ -213,7 +213,7 @@ class Joslim(Method):
         self._front = None
         return self
 
-    def weights(self):
+    def weights(self, budget: str | None = None):
         """Joslim's archs inherit its own supernet's weights."""
         return self.supernet
 

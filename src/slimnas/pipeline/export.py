@@ -31,7 +31,7 @@ class ExportStage:
                 written.append(out)
                 if (out / "model.safetensors").exists():
                     continue
-                model = self.export_inherited(result.arch, method)
+                model = self.export_inherited(result.arch, method, result.budget)
                 self.check_budget(model, result)
                 if distributed.is_main():
                     atomic_write_text(out / "arch.json", result.arch.to_json())

@@ -25,6 +25,7 @@ from slimnas.space.space import Space
 from slimnas.space.trace import trace
 from slimnas.supernet import Supernet
 from slimnas.train import distributed
+from slimnas.weights import load_weights as load_trained
 
 STAGES = ("supernet", "search", "export", "retrain", "report")
 
@@ -107,7 +108,10 @@ class PrepareStage:
                     f"{len(data.train[1])} training images; lower it"
                 )
         example = normalize(data.train[0][:1], data.mean, data.std)
-        space = self._space(config, build_model_of(config, config.supernet.seed), example)
+        model = build_model_of(config, config.supernet.seed)
+        if config.model.weights is not None:
+            load_trained(model, config.model.weights)  # CheckpointError: one line, exit 2
+        space = self._space(config, model, example)
         if config.retrain.teacher is not None:
             state = load_teacher_state(Path(config.retrain.teacher))
             try:
@@ -197,10 +201,19 @@ class PrepareStage:
         return self._setup.for_folder(folder)
 
     def new_supernet(self) -> Supernet:
-        """A fresh supernet of the model, with the initial weights of ``supernet.seed``."""
+        """A fresh supernet of the model: the initial weights of ``supernet.seed``, or the
+        trained ``model.weights``; its channels ranked by ``model.rank`` (`rank_channels`: the
+        function is unchanged, narrower archs keep each unit's most important channels)."""
         p = self.prepare()
         model = self._model(p.config, p.config.supernet.seed)
-        return Supernet(model, p.space).to(p.device)
+        if p.config.model.weights is not None:
+            load_trained(model, p.config.model.weights)
+        supernet = Supernet(model, p.space).to(p.device)
+        criterion = p.config.model.criterion
+        if criterion is not None:
+            batches = self.setup().calibration() if criterion == "taylor" else None
+            supernet.rank_channels(criterion, batches)
+        return supernet
 
 
 def latency_runtime(options) -> str:

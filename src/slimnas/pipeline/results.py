@@ -3,6 +3,7 @@ merged by key), into results.json and report.md."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ class ResultsStage:
             **self._artifacts(),
             "rows": self._rows(),
         }
+        results["compute"] = self._compute(results["rows"])
         if not distributed.is_main():
             return self.run_dir / "report.md"
         self.setup().write_json(self.run_dir / "results.json", results)
@@ -94,9 +96,55 @@ class ResultsStage:
                     )
         return rows
 
+    def _compute(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """Per method, the training compute spent after the model's starting weights (the
+        trained ``model.weights``, or a fresh initialisation): image passes (one image through
+        one arch, forward and backward) and wall seconds of this machine, of the supernet
+        training its archs inherit from, its search, and each fine-tune (per arch and seed)."""
+        p = self.prepare()
+        config = p.config
+        images = len(p.data.train[1])
+        supernet_seconds = _seconds(self.run_dir / "supernet" / "metrics.csv")
+        out: dict[str, Any] = {"weights": config.model.weights, "methods": {}}
+        for method, results in self._searched().items():
+            cls = config.search.method(method)
+            if cls.shared_supernet:
+                passes = config.supernet.epochs * images * config.supernet.sandwich_n
+                seconds = supernet_seconds
+            elif not cls.trains:
+                passes, seconds = 0, 0.0
+            else:  # its own training (Joslim, TAS, ProxylessNAS): see its section
+                passes = None
+                seconds = _seconds_under(self.run_dir / "search" / method)
+            own = [r for r in rows if r["method"] == method and r.get("train_seconds")]
+            out["methods"][method] = {
+                "supernet_passes": passes,
+                "supernet_seconds": seconds,
+                "search_seconds": max((r.info.get("seconds", 0.0) for r in results), default=0),
+                "finetune_passes": config.retrain.epochs * images,
+                "finetune_seconds": (
+                    sum(r["train_seconds"] for r in own) / len(own) if own else None
+                ),
+            }
+        return out
+
     def _supernet_scores(self) -> dict[str, Any] | None:
         path = self.run_dir / "supernet" / "final" / "scores.json"
         return json.loads(path.read_text()) if path.exists() else None
+
+
+def _seconds(metrics: Path) -> float:
+    """The summed ``seconds`` column of a metrics.csv (0 when there is none)."""
+    if not metrics.exists():
+        return 0.0
+    with metrics.open(newline="") as handle:
+        return round(sum(float(r.get("seconds") or 0) for r in csv.DictReader(handle)), 1)
+
+
+def _seconds_under(folder: Path) -> float | None:
+    """Summed training seconds of every metrics.csv under ``folder``; None when none."""
+    files = sorted(folder.rglob("metrics.csv")) if folder.exists() else []
+    return round(sum(_seconds(f) for f in files), 1) if files else None
 
 
 def describe_data(config: PipelineConfig, data: TrainingData) -> str:

@@ -24,6 +24,7 @@ from slimnas.supernet import Supernet
 from slimnas.train import distributed, evaluate
 from slimnas.train.native_init import apply_native_init, record_init
 from slimnas.train.step import kd_step, plain_step
+from slimnas.weights import load_weights as load_trained
 
 # A final model's latency: interleaved rounds with the max arch, timed calls per round.
 LATENCY_ROUNDS, LATENCY_REPEATS = 10, 10
@@ -52,7 +53,7 @@ class RetrainStage:
         if (out / "result.json").exists():
             return json.loads((out / "result.json").read_text())
         if recipe.init == "inherit":
-            model = self.export_inherited(result.arch, method)
+            model = self.export_inherited(result.arch, method, result.budget)
         else:  # the model's own initialisation at the arch's widths (train/native_init.py)
             built, init = record_init(lambda: self._model(p.config, seed))
             model = Supernet(built, p.space).export(result.arch)
@@ -135,15 +136,19 @@ class RetrainStage:
         return columns
 
     def _teacher(self) -> nn.Module:
-        """The KD teacher of retraining: ``retrain.teacher`` (the unpruned model's weights), or
-        the supernet at its max arch."""
+        """The KD teacher of retraining: ``retrain.teacher`` (the unpruned model's weights),
+        else ``model.weights`` (the trained model being shrunk), else the supernet at its max
+        arch."""
         if self._teacher_model is None:
             p = self.prepare()
             path = p.config.retrain.teacher
-            if path is None:
-                return self.stage_supernet()
             model = self._model(p.config, 0)
-            model.load_state_dict(load_teacher_state(Path(path)))
+            if path is not None:
+                model.load_state_dict(load_teacher_state(Path(path)))
+            elif p.config.model.weights is not None:
+                load_trained(model, p.config.model.weights)
+            else:
+                return self.stage_supernet()
             self._teacher_model = model.to(p.device)
         return self._teacher_model
 

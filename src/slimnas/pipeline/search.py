@@ -8,12 +8,10 @@ import logging
 import time
 from dataclasses import replace
 
-import torch
-
 from slimnas.methods.base import Method
 from slimnas.methods.result import Result
 from slimnas.methods.scoring import ArchScorer
-from slimnas.train import distributed
+from slimnas.train import buffers_kept, distributed
 
 log = logging.getLogger("slimnas.pipeline")
 
@@ -64,15 +62,14 @@ class SearchStage:
         batches = setup.report_batches()
         if not batches:
             return results
-        supernet = self.weights_of(name)
-        # Recalibration rewrites the BatchNorm buffers; put them back, so that what follows (the
-        # max arch as KD teacher) sees the same supernet as a run resumed from disk would.
-        buffers = {n: b.clone() for n, b in supernet.named_buffers()}
-        scorer = ArchScorer(supernet, batches, "recalibrate", setup.calibration())
-        scores = scorer.score_many([r.arch for r in results])
-        with torch.no_grad():
-            for n, b in supernet.named_buffers():
-                b.copy_(buffers[n])
+        scores = []
+        for result in results:
+            supernet = self.weights_of(name, result.budget)
+            # Recalibration rewrites the BatchNorm buffers; put them back, so that what follows
+            # (the max arch as KD teacher) sees the same supernet as a run resumed from disk.
+            with buffers_kept(supernet):
+                scorer = ArchScorer(supernet, batches, "recalibrate", setup.calibration())
+                scores.append(scorer.score(result.arch))
         return [
             replace(
                 r,

@@ -15,7 +15,7 @@ from slimnas.methods.baselines import nearest_uniform_arch
 from slimnas.methods.setup import load_weights
 from slimnas.space.units import Arch
 from slimnas.supernet import Supernet
-from slimnas.train import distributed, evaluate, recalibrate_bn
+from slimnas.train import buffers_kept, distributed, evaluate, recalibrate_bn
 
 
 class SupernetStage:
@@ -30,8 +30,14 @@ class SupernetStage:
         if (final / "supernet.json").exists():
             self._supernet = load_weights(supernet, final)
             return self._supernet
-        train_sandwich(supernet, self.setup(self.run_dir / "supernet"))
-        scores = self._score_supernet(supernet)
+        trained = self.prepare().config.supernet.epochs == 0  # model.weights as they are
+        if not trained:
+            train_sandwich(supernet, self.setup(self.run_dir / "supernet"))
+        if trained:  # keep the trained model's own BatchNorm statistics, not a recalibration
+            with buffers_kept(supernet):
+                scores = self._score_supernet(supernet)
+        else:  # the max arch's recalibrated statistics stay (the KD teacher of retraining)
+            scores = self._score_supernet(supernet)
         if distributed.is_main():
             supernet.save(final)
             atomic_write_text(final / "scores.json", json.dumps(scores, indent=1))
@@ -74,20 +80,20 @@ class SupernetStage:
             )
         return path
 
-    def weights_of(self, method: str) -> Supernet:
-        """The supernet whose weights ``method``'s archs inherit: its own (`Method.weights`),
-        else the shared one."""
-        return self.method(method).weights() or self.stage_supernet()
+    def weights_of(self, method: str, budget: str | None = None) -> Supernet:
+        """The supernet whose weights ``method``'s archs (of ``budget``) inherit: its own
+        (`Method.weights`), else the shared one."""
+        return self.method(method).weights(budget) or self.stage_supernet()
 
-    def export_inherited(self, arch: Arch, method: str) -> nn.Module:
-        """``arch`` as a plain model with the weights of ``method``'s supernet (`weights_of`)
-        and BatchNorm statistics recalibrated for it; the supernet gets its max arch's
-        statistics back."""
-        supernet = self.weights_of(method)
-        calibration = self.setup().calibration()
-        recalibrate_bn(supernet, arch, calibration)
-        model = supernet.export(arch)
-        recalibrate_bn(supernet, supernet.max_arch(), calibration)
+    def export_inherited(self, arch: Arch, method: str, budget: str | None = None) -> nn.Module:
+        """``arch`` as a plain model with the weights of ``method``'s supernet (`weights_of`,
+        for ``budget``) and BatchNorm statistics recalibrated for it; the supernet keeps its
+        own statistics (a trained model's, or its max arch's recalibrated ones)."""
+        supernet = self.weights_of(method, budget)
+        with buffers_kept(supernet):
+            recalibrate_bn(supernet, arch, self.setup().calibration())
+            model = supernet.export(arch)
+        supernet.activate(supernet.max_arch())
         return model
 
 

@@ -159,6 +159,12 @@ def _grow_back(
         arch = best
 
 
+def rank_by_filter_scores(supernet: Supernet) -> None:
+    """Reorder every permutable unit by `filter_scores`, highest first, in place (the function
+    is unchanged): what `magnitude_arch` with ``rank=True`` does before choosing."""
+    _rank(supernet, filter_scores(supernet))
+
+
 def _rank(supernet: Supernet, scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Permute the permutable units by ``scores``; the scores in the new order."""
     units, _ = permutable_units(supernet.space)

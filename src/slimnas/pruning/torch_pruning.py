@@ -27,6 +27,8 @@ from tqdm import tqdm
 
 from slimnas.cost.measured import module_macs
 from slimnas.errors import ConfigError, PruningError
+from slimnas.ranking.slots import GROUPED, NORM, PRODUCER, channel_slots
+from slimnas.space.space import Space
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,7 @@ def prune_with_torch_pruning(
     global_pruning: bool = True,
     iterative_steps: int = 400,
     round_to: int | None = None,
+    max_pruning_ratio: float = 1.0,
     ignored_layers: list[nn.Module] | None = None,
     progress: bool = True,
 ) -> PrunedModel:
@@ -100,6 +103,7 @@ def prune_with_torch_pruning(
         iterative_steps: steps over which channel sparsity grows to 1.0; each ``step()`` prunes
             about ``1 / iterative_steps`` of the channels.
         round_to: keep channel counts multiples of this (Torch-Pruning's ``round_to``).
+        max_pruning_ratio: no layer loses more than this share of its channels.
         ignored_layers: modules to leave whole; default the classifier(s) writing the output.
         progress: show a progress bar (on a terminal only); each step takes about 0.3 s for
             ResNet-20 on a CPU.
@@ -134,6 +138,7 @@ def prune_with_torch_pruning(
             pruning_ratio=1.0,
             iterative_steps=iterative_steps,
             round_to=round_to,
+            max_pruning_ratio=max_pruning_ratio,
             ignored_layers=ignored,
         )
     except Exception as err:  # Torch-Pruning raises plain exceptions on graphs it cannot read
@@ -190,3 +195,65 @@ def _same_modules(model: nn.Module, copied: nn.Module, modules: list[nn.Module])
 def _reason(err: Exception) -> str:
     lines = str(err).strip().splitlines()
     return f"{type(err).__name__}: {lines[0][:160]}" if lines else type(err).__name__
+
+
+def kept_channels(original: nn.Module, pruned: nn.Module, space: Space) -> dict[str, list[int]]:
+    """Per channel unit of ``space`` that Torch-Pruning narrowed, the indices (ascending) of the
+    channels of ``original`` it kept in ``pruned``.
+
+    Torch-Pruning slices tensors and keeps the survivors' order, so each of a unit's BatchNorm
+    channels (weight, bias, running mean and variance together) is found again, unchanged, in
+    the original; a unit with no BatchNorm of its own cannot be matched.
+
+    Raises:
+        PruningError: a narrowed unit without its own BatchNorm, or channels that match none of
+            the original's.
+    """
+    slots = channel_slots(space)
+    kept: dict[str, list[int]] = {}
+    for unit in space.channel_units():
+        norms = [
+            s
+            for s in slots.get(unit.name, ())
+            if s.role == NORM and space.modules[s.module]["out_units"] == [unit.name]
+        ]
+        producers = [s for s in slots.get(unit.name, ()) if s.role in (PRODUCER, GROUPED)]
+        if not producers:
+            continue
+        first = producers[0]
+        width = getattr(pruned.get_submodule(first.module), first.tensor).shape[first.dim]
+        if width == unit.max_channels:
+            continue
+        if not norms:
+            raise PruningError(
+                f"Torch-Pruning narrowed channel unit {unit.name!r}, which has no BatchNorm of "
+                "its own to tell which channels it kept"
+            )
+        module = norms[0].module
+        rows = [
+            torch.stack(
+                [
+                    getattr(m.get_submodule(module), t).detach().double().cpu()
+                    for t in ("weight", "bias", "running_mean", "running_var")
+                ],
+                1,
+            )
+            for m in (original, pruned)
+        ]
+        kept[unit.name] = _match_rows(rows[0], rows[1], unit.name)
+    return kept
+
+
+def _match_rows(full: torch.Tensor, survivors: torch.Tensor, unit: str) -> list[int]:
+    """Indices into ``full`` of the rows of ``survivors``, which keep their order."""
+    equal = (survivors[:, None, :] == full[None, :, :]).all(-1)
+    found, start = [], 0
+    for row in equal:
+        hits = torch.nonzero(row[start:]).flatten()
+        if len(hits) == 0:
+            raise PruningError(
+                f"a channel Torch-Pruning kept in unit {unit!r} matches none of the original's"
+            )
+        found.append(start + int(hits[0]))
+        start = found[-1] + 1
+    return found

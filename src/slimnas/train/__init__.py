@@ -7,7 +7,7 @@ trainer.fit()                        # or Trainer(..., resume=True).fit() after 
 score = evaluate(supernet, test_loader)
 """
 
-from slimnas.train.bn import recalibrate_bn
+from slimnas.train.bn import buffers_kept, recalibrate_bn
 from slimnas.train.checkpoint import (
     Checkpoint,
     checkpoint_dirs,
@@ -46,6 +46,7 @@ __all__ = [
     "lr_factor",
     "plain_step",
     "read_metrics",
+    "buffers_kept",
     "recalibrate_bn",
     "rng_state",
     "sandwich_step",

@@ -6,7 +6,8 @@ exported, its statistics are re-estimated as the plain average over a few traini
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -44,3 +45,16 @@ def recalibrate_bn(supernet, arch: Mapping[str, Choice_], batches: Iterable) -> 
         for module, mode in modes.items():
             module.train(mode)
     return count
+
+
+@contextmanager
+def buffers_kept(module: nn.Module) -> Iterator[None]:
+    """Inside the block, BatchNorm recalibrations (any buffer change) are undone at its end:
+    the module leaves with the buffers it came with."""
+    saved = {n: b.clone() for n, b in module.named_buffers()}
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for n, b in module.named_buffers():
+                b.copy_(saved[n])

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from slimnas.report.sections import autoslim, fronts, proxyless, tas
+from slimnas.report.sections import autoslim, compute, fronts, proxyless, tas
 
 Figure = Callable[..., list[tuple[str, str]]]
 
@@ -16,6 +16,10 @@ FIGURES: dict[str, Figure] = {
     "tas": tas.figures,
     "proxyless": proxyless.figures,
 }
-TEXT: dict[str, Callable[[Any, Any], list[str]]] = {"fronts": fronts.fronts_section}
+TEXT: dict[str, Callable[[Any, Any], list[str]]] = {
+    "fronts": fronts.fronts_section,
+    "compute": compute.compute_section,
+    "missing": compute.missing_section,
+}
 
 __all__ = ["FIGURES", "TEXT"]
