@@ -253,3 +253,88 @@ def test_readme_prune_snippet_runs(tmp_path: Path) -> None:
     supernet.eval()
     with torch.no_grad():  # ranked, the max arch is still the trained model
         assert (supernet.export(supernet.max_arch()).eval()(x) - reference(x)).abs().max() < 1e-5
+
+
+# ------------------------------------------------------ models nobody trained here (torchvision)
+def _image_folder(root: Path, size: int = 64, per_class: int = 16, classes: int = 3) -> Path:
+    """A small ImageFolder of PNGs: ``train/<class>/`` and ``val/<class>/`` (the test split)."""
+    from PIL import Image
+
+    generator = torch.Generator().manual_seed(0)
+    for split, count in (("train", per_class), ("val", 4)):
+        for label in range(classes):
+            folder = root / split / f"class{label}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = torch.randint(0, 256, (size, size, 3), generator=generator)
+                pixels[..., label] = pixels[..., label] // 2 + 128  # a class-coloured tint
+                Image.fromarray(pixels.to(torch.uint8).numpy()).save(folder / f"{i}.png")
+    return root
+
+
+@pytest.mark.slow  # about 30 s each on an idle 2-core machine
+@pytest.mark.parametrize(
+    "name, space",
+    [
+        ("tv:resnet18", {"divisor": 64, "steps": 8}),
+        ("tv:mobilenet_v2", {"divisor": 16, "steps": 4}),
+    ],
+)
+def test_torchvision_models_shrink_end_to_end(tmp_path: Path, name: str, space: dict) -> None:
+    pytest.importorskip("torchvision")
+    pytest.importorskip("PIL")
+    model, _ = build_model(name, num_classes=3)
+    model.eval()
+    weights = tmp_path / "w.safetensors"
+    save_tensors(model.state_dict(), weights)
+    config = PipelineConfig.from_dict(
+        {
+            "model": {"name": name, "weights": str(weights), "num_classes": 3},
+            "data": {
+                "source": "folder",
+                "root": str(_image_folder(tmp_path / "images")),
+                "image_size": 64,
+                "heldout": 0.25,
+                "augment": False,
+            },
+            "space": space,
+            "supernet": {"epochs": 0, "batch_size": 12},
+            "search": {
+                "methods": METHODS,
+                "budgets": ["macs<=70%"],
+                "score_images": 6,
+                "report_images": 6,
+                "score_batch": 6,
+                "torch_pruning": {"steps": 60},
+            },
+            "retrain": {
+                "epochs": 1,
+                "batch_size": 12,
+                "lr": 0.001,
+                "warmup_epochs": 0.0,
+                "init": "inherit",
+                "distill": True,
+                "bn_batches": 1,
+            },
+            "run": {"dir": str(tmp_path / "run")},
+        }
+    )
+    pipeline = Pipeline(config, progress=False)
+    pipeline.run()
+    x = torch.randn(2, 3, 64, 64)
+    supernet = pipeline.stage_supernet()
+    with torch.no_grad():  # ranking kept the function
+        ranked = supernet.export(supernet.max_arch()).eval()(x)
+        assert (ranked - model(x)).abs().max() <= 1e-4 * max(1.0, model(x).abs().max().item())
+    results = json.loads((pipeline.run_dir / "results.json").read_text())
+    full = module_macs(model, x[:1])
+    missing = results.get("missing", {})
+    for method in METHODS:
+        rows = [r for r in results["rows"] if r["method"] == method]
+        if not rows:  # only a baseline that could not prune this model, and the report says why
+            assert method == "torch_pruning" and missing.get(method)
+            assert "## Missing rows" in (pipeline.run_dir / "report.md").read_text()
+            continue
+        (row,) = rows
+        assert row["macs"] <= 0.7 * full and row["test_accuracy"] is not None
+        print(name, method, f"{row['macs'] / full:.1%} MACs", row.get("arch") and "")
