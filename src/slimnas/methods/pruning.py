@@ -32,6 +32,7 @@ from slimnas.space.space import Space
 from slimnas.space.units import Arch, ChannelUnit
 
 log = logging.getLogger("slimnas.pipeline")
+MAX_TRIES = 6  # Torch-Pruning runs per budget, each with a lower max_pruning_ratio
 
 
 @register
@@ -157,17 +158,28 @@ class TorchPruning(Method):
         channel_units = [u for u in space.searchable.values() if isinstance(u, ChannelUnit)]
         divisor = math.gcd(*(c for u in channel_units for c in u.choices))
         floor = max(u.choices[0] / u.max_channels for u in channel_units)
-        pruned = prune_with_torch_pruning(
-            original,
-            example.to(next(original.parameters()).device),
-            budget.limit / macs(space, space.max_arch()),
-            global_pruning=self.options.global_pruning,
-            iterative_steps=self.options.steps,
-            round_to=divisor,
-            max_pruning_ratio=1.0 - floor,
-            progress=self.setup.progress,
+        # Torch-Pruning checks max_pruning_ratio before a step, so one step can overshoot it;
+        # lowered by 5 points a try until no layer ends below the space's smallest choice.
+        for attempt in range(MAX_TRIES):
+            pruned = prune_with_torch_pruning(
+                original,
+                example.to(next(original.parameters()).device),
+                budget.limit / macs(space, space.max_arch()),
+                global_pruning=self.options.global_pruning,
+                iterative_steps=self.options.steps,
+                round_to=divisor,
+                max_pruning_ratio=1.0 - floor - 0.05 * attempt,
+                progress=self.setup.progress,
+            )
+            kept = kept_channels(original, pruned.model, space)
+            narrow = [n for n, k in kept.items() if len(k) < space.units[n].choices[0]]
+            if not narrow:
+                return kept
+            log.info("torch_pruning: %s below its smallest choice; trying again", narrow[0])
+        raise PruningError(
+            f"Torch-Pruning keeps cutting unit {narrow[0]!r} below its smallest choice "
+            f"{space.units[narrow[0]].choices[0]} (max_pruning_ratio lowered {MAX_TRIES} times)"
         )
-        return kept_channels(original, pruned.model, space)
 
     def _reordered(self, kept: dict[str, list[int]]):
         """A copy of the model whose units hold the kept channels first (the function is the
