@@ -106,7 +106,10 @@ class TorchPruning(Method):
         self._pruned = {}
         saved = _read(setup.file("kept"))
         for budget, kept in (saved or {}).items():
-            self._pruned[budget] = self._reordered(kept)
+            try:
+                self._pruned[budget] = self._reordered(kept)
+            except PruningError:  # not an arch of this space: search prunes it again
+                continue
         return self
 
     def search(self, budgets: Sequence[Budget | str]) -> list[Result]:
@@ -119,9 +122,9 @@ class TorchPruning(Method):
             try:
                 if kept is None:
                     kept = self._prune(budget)
-                    saved[budget.text] = kept
-                    self.setup.write_json(self.setup.file("kept"), saved)
                 _arch_of(space, kept)
+                saved[budget.text] = kept
+                self.setup.write_json(self.setup.file("kept"), saved)
             except PruningError as err:  # the report says why the row is missing
                 log.warning("torch_pruning, %s: %s", budget.text, err)
                 failed[budget.text] = str(err)
