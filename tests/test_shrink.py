@@ -19,6 +19,7 @@ from slimnas.models.build import build_model
 from slimnas.pipeline import Pipeline, load_exported
 from slimnas.pruning.torch_pruning import prune_with_torch_pruning
 from slimnas.ranking import channel_importance, permutable_units
+from slimnas.supernet import Supernet
 
 HAS_TP = True
 try:
@@ -338,3 +339,25 @@ def test_torchvision_models_shrink_end_to_end(tmp_path: Path, name: str, space: 
         (row,) = rows
         assert row["macs"] <= 0.7 * full and row["test_accuracy"] is not None
         print(name, method, f"{row['macs'] / full:.1%} MACs", row.get("arch") and "")
+
+
+def test_sandwich_fine_tune_starts_from_the_ranked_trained_weights(tmp_path: Path) -> None:
+    weights = _trained_weights(tmp_path / "w.safetensors")
+    config = _config(
+        tmp_path,
+        weights,
+        supernet__epochs=1,
+        supernet__lr=1e-9,  # so that the weights stay where they started
+        supernet__weight_decay=0.0,
+        search__methods=["uniform"],
+        search__budgets=["macs<=55%"],
+    )
+    pipeline = Pipeline(config, progress=False)
+    supernet = pipeline.stage_supernet()
+    assert (pipeline.run_dir / "supernet" / "metrics.csv").exists()  # it did train
+    reference = Supernet(_original(weights), pipeline.prepare().space)
+    reference.rank_channels("l1")  # the trained weights, ranked by hand
+    for (name, trained), (_, start) in zip(
+        supernet.model.named_parameters(), reference.model.named_parameters()
+    ):
+        assert (trained - start).abs().max() < 1e-6, name
