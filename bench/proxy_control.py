@@ -22,6 +22,11 @@ label smoothing 0.1, batch 128) and its model (``proxyless_cifar_small`` at widt
     .venv/bin/python bench/proxy_control.py                       # a, b, c: about 6 min, 1 thread
     .venv/bin/python bench/proxy_control.py --runs fixed control --steps 150
     .venv/bin/python bench/proxy_control.py --runs search --lr 0.1 --label-smoothing 0
+    .venv/bin/python bench/proxy_control.py --runs search --no-zero      # (c) without zero op
+    .venv/bin/python bench/proxy_control.py --runs search --draw largest_first
+
+``--draw`` is (c)'s `WarmupStep` draw (``search.proxyless.warmup_draw``); results of issue 18:
+docs/results/proxyless_warmup.md.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from slimnas.data.prepare import load_training_data, make_loader
 from slimnas.dynamic.choice import Choice
 from slimnas.methods.proxyless import WarmupStep
 from slimnas.methods.proxyless_paths import ProxylessArch
+from slimnas.methods.proxyless_step import WARMUP_DRAWS
 from slimnas.models.proxyless import CIFAR_STRIDES, ProxylessNet
 from slimnas.train import Trainer
 from slimnas.train.losses import cross_entropy
@@ -196,6 +202,10 @@ def main() -> None:
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--warmup-steps", type=int, default=7)
     parser.add_argument("--aligned", action="store_true", help="search: align_candidates")
+    parser.add_argument("--no-zero", action="store_true", help="search: without the zero op")
+    parser.add_argument(
+        "--draw", choices=WARMUP_DRAWS, default="paper", help="search: WarmupStep's path draw"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -217,7 +227,7 @@ def main() -> None:
         if run == "control":
             model = copies_of(build_net(args, (kernel,), (expansion,), zero=False), args.copies)
         else:
-            model = build_net(args, (3, 5, 7), (3, 6), zero=True)
+            model = build_net(args, (3, 5, 7), (3, 6), zero=not args.no_zero)
             if args.aligned:
                 align_candidates(model)
         space = slimnas.trace(model, example)
@@ -226,7 +236,8 @@ def main() -> None:
         supernet = slimnas.Supernet(model, space)
         paths = ProxylessArch(space, generator=torch.Generator().manual_seed(args.seed))
         generator = torch.Generator().manual_seed(args.seed)
-        step = WarmupStep(supernet, paths, args.label_smoothing, generator)
+        draw = args.draw if run == "search" else "paper"
+        step = WarmupStep(supernet, paths, args.label_smoothing, generator, draw, args.steps)
         curves[run], seconds[run] = train(args, supernet, step, loader)
         supernet.train()
 

@@ -18,7 +18,7 @@ from slimnas.cost.latency.predict import expected_latency
 from slimnas.data import CIFAR10_MEAN, CIFAR10_STD, load_builtin
 from slimnas.data.prepare import TrainingData
 from slimnas.methods.fixed_op import fixed_op_results
-from slimnas.methods.proxyless import ProxylessNAS, ProxylessStep
+from slimnas.methods.proxyless import ProxylessNAS, ProxylessStep, WarmupStep
 from slimnas.methods.proxyless_paths import (
     ProxylessArch,
     Reinforce,
@@ -301,6 +301,38 @@ def test_weight_step_trains_only_the_sampled_path() -> None:
             else:  # not run: no gradient, and neither momentum nor weight decay moved it
                 assert param.grad is None
                 assert torch.equal(param.detach(), before[name])
+
+
+def warmup_draws(draw: str, steps: int = 40) -> list[dict[str, str]]:
+    """The active candidate of every unit at each of ``steps`` warm-up steps of ``draw``."""
+    model, supernet, space, x = build()
+    arch = ProxylessArch(space, generator=torch.Generator().manual_seed(1))
+    step = WarmupStep(supernet, arch, 0.1, torch.Generator().manual_seed(2), draw, steps)
+    labels = torch.randint(0, 4, (8,))
+    drawn = []
+    with torch.no_grad():
+        for _ in range(steps):
+            step(model, (x, labels), lambda loss: None)
+            drawn.append({u.name: model.get_submodule(u.name).active for u in arch.units})
+    return drawn
+
+
+def test_warmup_draws() -> None:
+    """paper: every candidate, zero included; no_zero: never zero; largest_first: the first
+    candidate only at the start, the first two a little later, all four from half-way."""
+    units = ("blocks.0.op", "blocks.1.op")
+    paper = warmup_draws("paper")
+    assert {d[u] for d in paper for u in units} == {"k3", "k5", "k7", "zero"}
+    no_zero = warmup_draws("no_zero")
+    assert {d[u] for d in no_zero for u in units} == {"k3", "k5", "k7"}
+    curriculum = warmup_draws("largest_first")  # 4 candidates over a 20-step ramp: 5 steps each
+    assert {d[u] for d in curriculum[:5] for u in units} == {"k3"}
+    assert {d[u] for d in curriculum[5:10] for u in units} == {"k3", "k5"}
+    assert {d[u] for d in curriculum[20:] for u in units} == {"k3", "k5", "k7", "zero"}
+    with pytest.raises(slimnas.ConfigError, match="total_steps"):
+        WarmupStep(None, None, draw="largest_first")
+    with pytest.raises(slimnas.ConfigError, match="warmup_draw"):
+        ProxylessNAS(warmup_draw="first")
 
 
 def test_derive_moves_units_until_the_budget_holds() -> None:

@@ -55,7 +55,9 @@ Deviations from the paper and the official code, stated:
 - **warm-up**: as the authors, the weights warm up once (``warmup_epochs``, one random path per
   step, its own LR schedule) and every budget's search starts from them with a fresh schedule;
   the architecture step of an iteration comes before its weight step; the architecture forward
-  uses train-mode BatchNorm, as the authors'.
+  uses train-mode BatchNorm, as the authors'. ``warmup_draw`` (default ``"paper"``: every
+  path from p, zero op included) can leave the zero op out or draw the largest candidates
+  first (a curriculum); neither is the paper's (measured: docs/results/proxyless_warmup.md).
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ from slimnas.methods.base import Options as BaseOptions
 from slimnas.methods.base import register
 from slimnas.methods.one_budget import OneBudgetMethod
 from slimnas.methods.proxyless_paths import LOSS_FORMS, ProxylessArch, derive
-from slimnas.methods.proxyless_step import MODES, ProxylessStep, WarmupStep
+from slimnas.methods.proxyless_step import MODES, WARMUP_DRAWS, ProxylessStep, WarmupStep
 from slimnas.methods.setup import Setup, load_weights
 from slimnas.settings import choice, integer, number, positive
 from slimnas.space.space import Space
@@ -93,6 +95,12 @@ class ProxylessOptions(BaseOptions):
     )
     warmup_epochs: int = integer(
         1, 0, "epochs of weight steps only, shared by every budget's search"
+    )
+    warmup_draw: str = choice(
+        "paper",
+        WARMUP_DRAWS,
+        "the warm-up's paths: from p with the zero op (the paper), without it, or largest "
+        "candidate first (a curriculum, not in the paper)",
     )
     mode: str = choice("two", MODES, "architecture gradient (two paths, all paths, or REINFORCE)")
     arch_every: int = integer(5, 1, "weight steps per architecture step")
@@ -163,8 +171,18 @@ class ProxylessNAS(OneBudgetMethod):
         recipe = dataclasses.replace(setup.recipe, epochs=self.options.warmup_epochs)
         paths = ProxylessArch(supernet.space, generator=torch.Generator().manual_seed(setup.seed))
         generator = torch.Generator().manual_seed(setup.seed)
-        step = WarmupStep(supernet, paths, recipe.label_smoothing, generator)
-        trainer = setup.trainer(supernet, setup.train_loader(), step, folder, recipe)
+        loader = setup.train_loader()
+        # The paper draws every path from the near-uniform p, zero op included (§3.2); another
+        # warmup_draw is a deviation.
+        step = WarmupStep(
+            supernet,
+            paths,
+            recipe.label_smoothing,
+            generator,
+            self.options.warmup_draw,
+            recipe.epochs * len(loader),  # the Trainer's total_steps
+        )
+        trainer = setup.trainer(supernet, loader, step, folder, recipe)
         try:
             setup.train(trainer, "proxyless warm-up", "one random path per step", recipe)
         finally:

@@ -6,6 +6,7 @@ steps only.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from slimnas.cost.budget import Budget
-from slimnas.dynamic.choice import Choice, gate_to_logit_grad
+from slimnas.dynamic.choice import Choice, Zero, gate_to_logit_grad
 from slimnas.errors import ConfigError
 from slimnas.methods.arch_step import ArchStep
 from slimnas.methods.proxyless_paths import (
@@ -278,15 +279,29 @@ class ProxylessStep(ArchStep):
         self.last = dict(state["last"])
 
 
+WARMUP_DRAWS = ("paper", "no_zero", "largest_first")
+
+
 class WarmupStep:
     """Weight steps only, one path per unit drawn from ``arch_params``' p (§3.2; near uniform
     before any architecture step): the warm-up the authors run once before their searches
     (40 epochs, its own cosine), which `slimnas run` shares between its budgets' searches.
 
+    Draws (``draw``):
+
+    - ``"paper"``: every unit's candidate from p, zero op included (the authors');
+    - ``"no_zero"``: from p renormalised over the non-zero candidates;
+    - ``"largest_first"`` (not in the paper, a curriculum): a unit draws from p renormalised over
+      its first n candidates (the candidates' order in the `Choice`: the ProxylessNAS models
+      put the largest first and ``zero`` last), n growing from 1 at the first step to all of
+      them at half of ``total_steps``, then the paper's draw.
+
     Args:
         supernet, arch_params: as `ProxylessStep`.
         label_smoothing: of the CE.
         generator: path draws; saved in checkpoints.
+        draw: ``"paper"``, ``"no_zero"`` or ``"largest_first"``.
+        total_steps: the warm-up's steps (``"largest_first"`` needs them).
 
     Metrics: ``acc`` (weight batch).
     """
@@ -297,24 +312,65 @@ class WarmupStep:
         arch_params: ProxylessArch,
         label_smoothing: float = 0.1,
         generator: torch.Generator | None = None,
+        draw: str = "paper",
+        total_steps: int | None = None,
     ):
+        if draw not in WARMUP_DRAWS:
+            raise ConfigError(f"warm-up draw must be one of {WARMUP_DRAWS}, got {draw!r}")
+        if draw == "largest_first" and not total_steps:
+            raise ConfigError("the largest_first warm-up draw needs the warm-up's total_steps")
         self.supernet = supernet
         self.arch = arch_params
         self.label_smoothing = label_smoothing
         self.generator = generator if generator is not None else torch.Generator()
+        self.draw, self.total_steps = draw, total_steps
+        self.steps = 0
+        model = getattr(supernet, "model", supernet)
+        self.zero = [
+            torch.tensor(
+                [isinstance(model.get_submodule(unit.name)[name], Zero) for name in unit.choices]
+            )
+            for unit in arch_params.units
+        ]
+
+    def allowed(self) -> list[torch.Tensor]:
+        """Per unit, which candidates this step may draw (a bool mask in the unit's order)."""
+        masks = []
+        for zero in self.zero:
+            mask = torch.ones(len(zero), dtype=torch.bool)
+            if self.draw == "no_zero" and not zero.all():
+                mask = ~zero
+            elif self.draw == "largest_first":
+                ramp = max(1.0, self.total_steps / 2)
+                n = max(1, math.ceil(len(zero) * (self.steps + 1) / ramp))
+                mask[n:] = False
+            masks.append(mask)
+        return masks
+
+    def sample(self) -> dict[str, int]:
+        """One candidate index per unit, drawn as ``draw`` says."""
+        if self.draw == "paper":
+            return self.arch.sample(self.generator)
+        picks = {}
+        for name, logits, mask in zip(self.arch.names, self.arch.logits, self.allowed()):
+            probs = logits.detach().softmax(-1).cpu() * mask
+            picks[name] = int(torch.multinomial(probs, 1, generator=self.generator))
+        return picks
 
     def __call__(self, model: nn.Module, batch: Any, backward: Backward) -> tuple:
         images, labels = batch
-        self.supernet.activate(self.arch.arch_of(self.arch.sample(self.generator)))
+        self.supernet.activate(self.arch.arch_of(self.sample()))
+        self.steps += 1
         out = model(images)
         loss = cross_entropy(out, labels, self.label_smoothing)
         return loss, {"acc": top1(out.detach(), labels)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": generator_state(self.generator)}
+        return {"generator": generator_state(self.generator), "steps": self.steps}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         set_generator_state(self.generator, state["generator"])
+        self.steps = int(state.get("steps", 0))
 
 
-__all__ = ["MODES", "ProxylessStep", "WarmupStep"]
+__all__ = ["MODES", "WARMUP_DRAWS", "ProxylessStep", "WarmupStep"]
