@@ -245,7 +245,7 @@ def test_readme_prune_snippet_runs(tmp_path: Path) -> None:
     model = slimnas.load_weights(slimnas.models.resnet20(), str(weights))
     reference = _original(weights)
     x = torch.randn(2, 3, 32, 32)
-    supernet = slimnas.Supernet(model, slimnas.trace(model, x[:1], divisor=8, steps=4))
+    supernet = slimnas.Supernet(model, slimnas.trace(model, x[:1], divisor=8, steps=2))
     supernet.rank_channels("l1")
     (found,) = AutoSlim().attach(supernet, setup).search(["macs<=50%"])
     small = supernet.export(found.arch)
