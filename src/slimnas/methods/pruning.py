@@ -23,7 +23,7 @@ from slimnas.errors import ConfigError, PruningError
 from slimnas.methods.base import Method, register
 from slimnas.methods.base import Options as BaseOptions
 from slimnas.methods.result import Result
-from slimnas.methods.setup import Setup
+from slimnas.methods.setup import Setup, read_json
 from slimnas.pruning.magnitude import magnitude_arch, rank_by_filter_scores
 from slimnas.pruning.torch_pruning import kept_channels, prune_with_torch_pruning
 from slimnas.ranking.permute import permutable_units, permute_channels
@@ -104,17 +104,17 @@ class TorchPruning(Method):
         of a finished search are rebuilt from ``search/torch_pruning.kept.json``."""
         self.attach(supernet, setup)
         self._pruned = {}
-        saved = _read(setup.file("kept"))
+        saved = read_json(setup.file("kept"))
         for budget, kept in (saved or {}).items():
             try:
-                self._pruned[budget] = self._reordered(kept)
+                self._pruned[budget] = self._reordered(_arch_of(self.space(), kept)[1])
             except PruningError:  # not an arch of this space: search prunes it again
                 continue
         return self
 
     def search(self, budgets: Sequence[Budget | str]) -> list[Result]:
         space = self.space()
-        saved = _read(self.setup.file("kept")) or {}
+        saved = read_json(self.setup.file("kept")) or {}
         failed = {}
         results = []
         for budget in self.budgets(budgets):
@@ -122,16 +122,15 @@ class TorchPruning(Method):
             try:
                 if kept is None:
                     kept = self._prune(budget)
-                _arch_of(space, kept)
+                arch, trimmed = _arch_of(space, kept)
                 saved[budget.text] = kept
                 self.setup.write_json(self.setup.file("kept"), saved)
             except PruningError as err:  # the report says why the row is missing
                 log.warning("torch_pruning, %s: %s", budget.text, err)
                 failed[budget.text] = str(err)
                 continue
-            supernet = self._pruned.get(budget.text) or self._reordered(kept)
+            supernet = self._pruned.get(budget.text) or self._reordered(trimmed)
             self._pruned[budget.text] = supernet
-            arch, trimmed = _arch_of(space, kept)
             lowered = {n: [len(kept[n]), arch[n]] for n in trimmed if arch[n] != len(kept[n])}
             score = self.setup.scorer(supernet).score(arch)
             results.append(Result.of(self.name, budget, space, arch, score, lowered=lowered))
@@ -142,7 +141,7 @@ class TorchPruning(Method):
         self, setup: Setup, results: Sequence[Result], budgets: Sequence[Budget]
     ) -> dict[str, Any]:
         """The budgets Torch-Pruning could not prune to, with why (the report's "missing")."""
-        failed = _read(setup.file("failed")) or {}
+        failed = read_json(setup.file("failed")) or {}
         return {"missing": {self.name: failed}} if failed else {}
 
     def weights(self, budget: str | None = None):
@@ -185,15 +184,17 @@ class TorchPruning(Method):
         )
 
     def _reordered(self, kept: dict[str, list[int]]):
-        """A copy of the model whose units hold the kept channels first (the function is the
-        same; the arch of `_arch_of` exports exactly the pruned model)."""
+        """A copy of the model whose units hold the ``kept`` channels (per unit, as `_arch_of`
+        trims them) first: the function is the same, and the arch of `_arch_of` exports
+        exactly the pruned model."""
         space = self.space()
         permutable = {u.name for u in permutable_units(space)[0]}
         orders = {}
-        for name, indices in _arch_of(space, kept)[1].items():
+        for name, indices in kept.items():
             if name not in permutable:
                 raise PruningError(f"Torch-Pruning narrowed unit {name!r}, which the space keeps")
-            rest = [i for i in range(space.units[name].max_channels) if i not in set(indices)]
+            chosen = set(indices)
+            rest = [i for i in range(space.units[name].max_channels) if i not in chosen]
             orders[name] = torch.tensor(indices + rest)
         supernet = copy.deepcopy(self.supernet)
         permute_channels(supernet.model, space, orders)
@@ -228,14 +229,6 @@ def _arch_of(space: Space, kept: dict[str, list[int]]) -> tuple[Arch, dict[str, 
         arch[name] = lower[-1]
         trimmed[name] = sorted(kept[name])[: lower[-1]]
     return Arch(arch), trimmed
-
-
-def _read(path):
-    import json
-
-    if path is None or not path.exists():
-        return None
-    return json.loads(path.read_text())
 
 
 __all__ = ["MagnitudePruning", "TorchPruning"]
