@@ -5,6 +5,7 @@ images, labels = slimnas.data.load_cifar("data/cache", "cifar10", train=True)
 train, heldout = slimnas.data.class_balanced_split(labels, 0.1, seed=0)
 loader = slimnas.data.BatchLoader(images[train], labels[train], 128, augment=True,
                                   mean=CIFAR10_MEAN, std=CIFAR10_STD, seed=0)
+Trainer(model, torch.utils.data.DataLoader(...))   # wrapped as slimnas.data.IterableBatches
 """
 
 from slimnas.data.augment import (
@@ -18,6 +19,7 @@ from slimnas.data.augment import (
 from slimnas.data.builtin import BUILTIN_CLASSES, builtin_source_index, load_builtin
 from slimnas.data.cifar import CIFAR10_CLASSES, cifar_folder, load_cifar
 from slimnas.data.folder import IMAGE_EXTENSIONS, find_images, load_image_folder
+from slimnas.data.iterable import IterableBatches, as_batch_loader
 from slimnas.data.loader import BatchLoader, derive_seed
 from slimnas.data.split import class_balanced_split
 from slimnas.data.tensor_dataset import ImageTensorDataset
@@ -30,6 +32,8 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "BatchLoader",
     "ImageTensorDataset",
+    "IterableBatches",
+    "as_batch_loader",
     "builtin_source_index",
     "cifar_folder",
     "class_balanced_split",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -19,14 +20,34 @@ from slimnas.errors import ConfigError
 
 @dataclass
 class TrainingData:
-    """The splits of one data set, uint8 images in memory, and how to normalise them."""
+    """The splits of one data set and how to normalise them.
 
-    train: tuple[torch.Tensor, torch.Tensor]
-    heldout: tuple[torch.Tensor, torch.Tensor] | None
-    test: tuple[torch.Tensor, torch.Tensor] | None
+    A split is ``(images, labels)``: uint8 images in memory, or (``data.stream``) image files
+    decoded per batch; or, from the Python API (`from_loaders`), the user's own re-iterable of
+    normalised ``(images, labels)`` batches, such as a ``torch.utils.data.DataLoader``, used
+    as it is (its batch size, order, augmentation and sharding).
+    """
+
+    train: Any
+    heldout: Any | None
+    test: Any | None
     num_classes: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
+
+    @classmethod
+    def from_loaders(
+        cls, train: Any, heldout: Any = None, test: Any = None, num_classes: int = 0
+    ) -> TrainingData:
+        """Splits that are the user's data loaders (re-iterables of ``(images, labels)``
+        batches, normalised already): `Setup` trains on ``train`` and scores archs on the
+        first images of ``heldout``."""
+        return cls(train, heldout, test, num_classes, None, None)
+
+
+def is_split(split: Any) -> bool:
+    """True for an ``(images, labels)`` split slimnas batches itself; False for a user's loader."""
+    return isinstance(split, tuple) and len(split) == 2 and isinstance(split[1], torch.Tensor)
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -14,13 +14,14 @@ the scores gathered back, so every rank returns the same list as a single proces
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slimnas.data.iterable import model_device, moved
 from slimnas.errors import ConfigError
 from slimnas.space.units import Arch
 from slimnas.train import distributed
@@ -44,9 +45,12 @@ class ArchScorer:
     Args:
         supernet: a trained `Supernet` (on the batches' device).
         batches: ``(images, labels)`` batches that every arch is scored on (held-out training
-            data, never the test set). A list, reused for every arch.
+            data, never the test set): any iterable (a list, a `BatchLoader`, a
+            ``torch.utils.data.DataLoader``), read once here into a list reused for every arch,
+            on the supernet's device.
         bn: ``"batch"`` (statistics of each scoring batch) or ``"recalibrate"``.
-        calibration: ``"recalibrate"`` only: the training batches to re-estimate statistics on.
+        calibration: ``"recalibrate"`` only: the training batches to re-estimate statistics on
+            (any iterable, read once as ``batches``).
 
     Changes the supernet's active arch and (``"recalibrate"``) its BatchNorm buffers; the
     supernet is left at its max arch afterwards.
@@ -55,20 +59,23 @@ class ArchScorer:
     def __init__(
         self,
         supernet: nn.Module,
-        batches: Sequence,
+        batches: Iterable,
         bn: str = "batch",
-        calibration: Sequence | None = None,
+        calibration: Iterable | None = None,
     ):
         if bn not in BN_MODES:
             raise ConfigError(f"bn must be one of {', '.join(BN_MODES)}, got {bn!r}")
+        device = model_device(supernet)
+        batches = list(moved(batches, device))
+        calibration = list(moved(calibration, device)) if calibration is not None else []
         if not batches:
             raise ConfigError("no scoring batches: hold out some training data (data.heldout)")
         if bn == "recalibrate" and not calibration:
             raise ConfigError("bn='recalibrate' needs calibration batches of training data")
         self.supernet = supernet
-        self.batches = list(batches)
+        self.batches = batches
         self.bn = bn
-        self.calibration = list(calibration or [])
+        self.calibration = calibration
         self.evaluations = 0  # archs scored by this process
 
     @torch.no_grad()

@@ -7,6 +7,12 @@ API builds one from the same data and recipe, and gets the same archs for the sa
     setup = Setup(data, SupernetConfig(epochs=30), folder="runs/tas")
     results = TAS().fit(Supernet(model, space), setup).search(["macs<=50%"])
 
+or from data loaders of their own (every method but TAS, which halves the training images):
+
+    data = TrainingData.from_loaders(DataLoader(train_set, 128, shuffle=True, num_workers=4),
+                                     heldout=DataLoader(heldout_set, 500))
+    results = AutoSlim().fit(Supernet(model, space), Setup(data, recipe)).search(["macs<=50%"])
+
 It holds the plumbing every method and the pipeline would otherwise each repeat: loaders over
 the splits, a resumable `Trainer` from the recipe that stops at ``recipe.max_steps``, the
 BatchNorm calibration batches, and the scorer of archs on held-out *training* images.
@@ -25,7 +31,8 @@ from typing import Any
 
 import torch
 
-from slimnas.data.prepare import TrainingData, make_loader
+from slimnas.data.iterable import IterableBatches, images_between
+from slimnas.data.prepare import TrainingData, is_split, make_loader
 from slimnas.errors import ConfigError, SlimnasError
 from slimnas.io import atomic_write_text
 from slimnas.methods.scoring import ArchScorer
@@ -103,7 +110,10 @@ class Setup:
 
     # ------------------------------------------------------------------------- data
     def loader(self, split, batch_size: int, train: bool, seed: int = 0):
-        """Batches of ``split`` (shuffled, augmented, sharded under torchrun when ``train``)."""
+        """Batches of ``split`` (shuffled, augmented, sharded under torchrun when ``train``);
+        a user's loader (`TrainingData.from_loaders`) as it is, wrapped as `IterableBatches`."""
+        if not is_split(split):
+            return IterableBatches(split, device=self.device)
         return make_loader(
             self.data,
             split,
@@ -127,6 +137,9 @@ class Setup:
         """The first ``images`` held-out images (default ``score_images``) in batches."""
         if self.data.heldout is None:
             raise ConfigError("the search scores archs on held-out data; set data.heldout > 0")
+        if not is_split(self.data.heldout):
+            held = self.loader(self.data.heldout, 0, train=False)
+            return images_between(held, 0, images or self.score_images)
         held_images, labels = self.data.heldout
         count = min(images or self.score_images, len(labels))
         split = (held_images[:count], labels[:count])
@@ -139,6 +152,9 @@ class Setup:
         kept the best reports an optimistic score there (the winner's curse)."""
         if self.data.heldout is None or self.report_images == 0:
             return []
+        if not is_split(self.data.heldout):
+            held = self.loader(self.data.heldout, 0, train=False)
+            return images_between(held, self.score_images, self.score_images + self.report_images)
         held_images, labels = self.data.heldout
         start = min(self.score_images, len(labels))
         stop = min(start + self.report_images, len(labels))

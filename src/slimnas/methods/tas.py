@@ -44,7 +44,9 @@ import torch
 from torch import nn
 
 from slimnas.cost.budget import Budget
+from slimnas.data.prepare import is_split
 from slimnas.data.split import class_balanced_split
+from slimnas.errors import ConfigError
 from slimnas.methods.arch_step import ArchStep
 from slimnas.methods.base import Options as BaseOptions
 from slimnas.methods.base import register
@@ -248,6 +250,12 @@ class TAS(OneBudgetMethod):
     def loaders(self, setup: Setup) -> tuple[Any, Any]:
         """Class-balanced halves of the training split: weights on one, architecture on the
         other (§3.4)."""
+        if not is_split(setup.data.train):
+            raise ConfigError(
+                "TAS trains weights and architecture on two halves of the training images, "
+                "which a data loader cannot be cut into; give Setup in-memory or streamed data "
+                "(load_training_data), not TrainingData.from_loaders"
+            )
         images, labels = setup.data.train
         seed = setup.recipe.seed
         weight_half, arch_half = class_balanced_split(labels, 0.5, seed=seed)

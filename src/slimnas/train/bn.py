@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from slimnas.data.iterable import model_device, to_device
 from slimnas.space.units import Choice_
 
 
@@ -19,10 +20,12 @@ from slimnas.space.units import Choice_
 def recalibrate_bn(supernet, arch: Mapping[str, Choice_], batches: Iterable) -> int:
     """Activate ``arch`` and re-estimate every BatchNorm's running statistics on ``batches``.
 
-    Batches are tensors or (input, target) pairs. Weights are not changed; each module's
-    training flag is restored afterwards. Returns the number of batches used. Changes the
-    supernet's state (active arch and BatchNorm buffers).
+    Batches are tensors or (input, target) pairs from any iterable (a list, a `BatchLoader`, a
+    ``torch.utils.data.DataLoader``), moved to the supernet's device when elsewhere. Weights are
+    not changed; each module's training flag is restored afterwards. Returns the number of
+    batches used. Changes the supernet's state (active arch and BatchNorm buffers).
     """
+    device = model_device(supernet)
     supernet.activate(arch)
     norms = [m for m in supernet.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     modes = {m: m.training for m in supernet.modules()}
@@ -37,7 +40,7 @@ def recalibrate_bn(supernet, arch: Mapping[str, Choice_], batches: Iterable) -> 
     try:
         for batch in batches:
             inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
-            supernet(inputs)
+            supernet(to_device(inputs, device))
             count += 1
     finally:
         for norm, momentum in momenta.items():

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slimnas.data.iterable import model_device, moved
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -23,14 +25,16 @@ class Evaluation:
 def evaluate(model: nn.Module, batches: Iterable) -> Evaluation:
     """Score ``model`` in eval mode on ``(images, labels)`` batches (one pass).
 
-    Each module's training flag is restored afterwards. For a subnet of a supernet, activate it
-    and `recalibrate_bn` first.
+    ``batches`` is any iterable of them (a list, a `BatchLoader`, a DataLoader); they are moved
+    to the model's device when elsewhere. Each module's training flag is restored afterwards.
+    For a subnet of a supernet, activate it and `recalibrate_bn` first.
     """
+    device = model_device(model)
     modes = {m: m.training for m in model.modules()}
     model.eval()
     correct, total_loss, count = 0, 0.0, 0
     try:
-        for images, labels in batches:
+        for images, labels in moved(batches, device):
             logits = model(images).float()
             total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
             correct += int((logits.argmax(dim=1) == labels).sum())

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from slimnas.data.iterable import as_batch_loader, model_device
 from slimnas.errors import ConfigError, SlimnasError
 from slimnas.train import distributed
 from slimnas.train.checkpoint import (
@@ -73,10 +74,14 @@ class Trainer:
     which every rank must see (resume reads it on every rank).
 
     Args:
-        model: the model (or `Supernet`) to train, on its device; batches must be there too.
-        loader: a `slimnas.data.BatchLoader` (anything with its ``epoch``, ``__len__``,
-            ``state_dict`` and ``load_state_dict``); under DDP, this rank's (its ``rank`` and
-            ``world_size``, when it has them, must match the process group's).
+        model: the model (or `Supernet`) to train, on its device.
+        loader: a `slimnas.data.BatchLoader` (anything with its ``epoch``, ``position``,
+            ``set_epoch``, ``__len__``, ``state_dict`` and ``load_state_dict``, whose batches
+            are on the model's device), or any re-iterable of ``(images, labels)`` batches with
+            a length, such as a ``torch.utils.data.DataLoader``: that is wrapped as
+            `slimnas.data.IterableBatches` (batches moved to the model's device, resumable;
+            docs/data.md says how exactly). Under DDP, this rank's (its ``rank`` and
+            ``world_size``, or its ``DistributedSampler``'s, must match the process group's).
         step_fn: the step (`slimnas.train.step`); default `plain_step(label_smoothing)`.
         optimizer: ``"sgd"`` or ``"adamw"``.
         lr: peak learning rate (after warm-up).
@@ -135,6 +140,7 @@ class Trainer:
     ) -> None:
         if epochs < 1:
             raise ConfigError(f"epochs must be at least 1, got {epochs}")
+        loader = as_batch_loader(loader, model_device(model))
         if len(loader) < 1:
             raise ConfigError("the loader yields no batch; give it more data or a smaller batch")
         if checkpoint_every is not None and checkpoint_every < 1:
@@ -152,6 +158,11 @@ class Trainer:
         if tensorboard:
             summary_writer_class()  # a missing package stops the run now, not at its first step
         distributed.check_loader_shard(loader)
+        if distributed.is_distributed() and not hasattr(loader, "world_size"):
+            log.warning(
+                "the loader does not say which shard it yields (no rank and world_size, no "
+                "DistributedSampler): under torchrun every rank may train on the same batches"
+            )
         self.model = model
         self.loader = loader
         self.step_fn = step_fn if step_fn is not None else plain_step(label_smoothing)
