@@ -39,3 +39,7 @@ class LatencyError(SlimnasError):
 
 class PruningError(SlimnasError):
     """A model could not be pruned to the asked size (an unsupported layer, a target too small)."""
+
+
+class LockError(SlimnasError):
+    """A run directory is in use by another process (its ``run.lock`` is held)."""

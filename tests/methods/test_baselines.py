@@ -13,12 +13,12 @@ from slimnas.cost.budget import Budget
 from slimnas.errors import BudgetError
 from slimnas.methods.baselines import (
     BudgetSampler,
-    evolution_search,
     nearest_uniform_arch,
     random_search,
     uniform_ratios,
     uniform_search,
 )
+from slimnas.methods.evolution import evolution_search
 from slimnas.methods.scoring import ArchScorer, Score
 from slimnas.models import MODELS
 from slimnas.space.units import Arch

@@ -34,6 +34,7 @@ from slimnas.data.prepare import load_training_data, make_loader, resolve_device
 from slimnas.errors import ConfigError, SlimnasError
 from slimnas.models.build import build_model
 from slimnas.run_dir import check_resumed_config, check_run_dir
+from slimnas.run_lock import check_unlocked_on_main, lock_run_dir
 
 log = logging.getLogger("slimnas")
 
@@ -135,20 +136,18 @@ def _evaluate_at_end(
 
 def cmd_train(args: argparse.Namespace) -> int:
     from slimnas.config import load_config
-    from slimnas.data import BatchLoader, normalize
-    from slimnas.io import atomic_write_text
-    from slimnas.train import distributed, plain_step
-    from slimnas.train.recipe import trainer_from_recipe
+    from slimnas.train import distributed
 
     config = load_config(args.config, args.set)
     distributed.init_from_env()  # under torchrun: join the process group (gloo or NCCL)
-    cfg_model, cfg_data, cfg_train = config.model, config.data, config.train
+    cfg_model, cfg_train = config.model, config.train
     run_dir = Path(config.run.dir).expanduser()
+    check_unlocked_on_main(run_dir)  # another process trains there: say so before any work
     check_run_dir(run_dir, args.resume)
     if args.resume:
         check_resumed_config(run_dir, config.to_dict())
     device = resolve_device(cfg_train)
-    data = load_training_data(cfg_data)
+    data = load_training_data(config.data)
     if cfg_model.num_classes is not None and cfg_model.num_classes < data.num_classes:
         raise ConfigError(
             f"model.num_classes is {cfg_model.num_classes} but the data has {data.num_classes} "
@@ -156,12 +155,29 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     num_classes = cfg_model.num_classes or data.num_classes
     config = replace(config, model=replace(cfg_model, num_classes=num_classes))
-    train_x, train_y = data.train
-    if len(train_y) < cfg_train.batch_size:
+    if len(data.train[1]) < cfg_train.batch_size:
         raise ConfigError(
-            f"train.batch_size {cfg_train.batch_size} is more than the {len(train_y)} training "
-            "images; lower it"
+            f"train.batch_size {cfg_train.batch_size} is more than the {len(data.train[1])} "
+            "training images; lower it"
         )
+
+    lock = lock_run_dir(run_dir)  # held until this command ends, however it ends
+    try:
+        check_run_dir(run_dir, args.resume)  # again: a run that started meanwhile and ended
+        return _train(args, config, data, device, run_dir)
+    finally:
+        lock.release()
+
+
+def _train(args: argparse.Namespace, config, data, device, run_dir: Path) -> int:
+    """`cmd_train` once the config is checked and the run directory locked."""
+    from slimnas.data import BatchLoader, normalize
+    from slimnas.io import atomic_write_text
+    from slimnas.train import distributed, plain_step
+    from slimnas.train.recipe import trainer_from_recipe
+
+    cfg_model, cfg_data, cfg_train = config.model, config.data, config.train
+    train_x, train_y = data.train
 
     def batches(images, labels, train: bool) -> BatchLoader:
         return make_loader(

@@ -17,7 +17,8 @@ from slimnas.methods.base import (
     unregister,
 )
 from slimnas.methods.baseline_search import EvolutionSearch, RandomSearch, UniformSearch
-from slimnas.methods.baselines import evolution_search, random_search, uniform_search
+from slimnas.methods.baselines import random_search, uniform_search
+from slimnas.methods.evolution import evolution_search
 from slimnas.methods.fixed_op import FixedOp
 from slimnas.methods.joslim import Joslim
 from slimnas.methods.proxyless import ProxylessNAS

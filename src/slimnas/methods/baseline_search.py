@@ -14,7 +14,8 @@ from typing import Any
 from slimnas.cost.budget import Budget
 from slimnas.methods.base import Method, register
 from slimnas.methods.base import Options as BaseOptions
-from slimnas.methods.baselines import evolution_search, random_search, uniform_search
+from slimnas.methods.baselines import random_search, uniform_search
+from slimnas.methods.evolution import evolution_search
 from slimnas.methods.result import Result
 from slimnas.methods.scoring import Score
 from slimnas.methods.setup import Setup
@@ -41,7 +42,8 @@ class RandomOptions(BaseOptions):
 @register
 class RandomSearch(Method):
     """``samples`` random archs near each budget, the best on held-out data wins; every arch it
-    scored goes to ``search/random.scored.json`` (the two-stage baseline's front)."""
+    scored goes to ``search/random.scored.json`` (the two-stage baseline's front). The scores
+    are kept in ``search/random.state.json`` as they come, so a killed search resumes."""
 
     name = "random"
     default = True
@@ -58,6 +60,7 @@ class RandomSearch(Method):
             seed=self.setup.seed,
             progress=self.setup.progress,
             scored=scored,
+            state_path=self.setup.file("state"),
         )
         entries = [
             {"arch": dict(a), "accuracy": s.accuracy, "loss": s.loss, "samples": s.samples}
@@ -91,7 +94,9 @@ class EvolutionOptions(BaseOptions):
 
 @register
 class EvolutionSearch(Method):
-    """Budget-aware evolution (mutation + crossover) scored on held-out data."""
+    """Budget-aware evolution (mutation + crossover) scored on held-out data; its progress is
+    kept in ``search/evolution.state.json`` after every generation, so a killed search
+    resumes."""
 
     name = "evolution"
     default = True
@@ -108,6 +113,7 @@ class EvolutionSearch(Method):
             generations=self.options.generations,
             seed=self.setup.seed,
             progress=self.setup.progress,
+            state_path=self.setup.file("state"),
         )
 
 

@@ -11,13 +11,16 @@ same `Budget`s with the supernet's inherited weights (an `ArchScorer`): only the
 Differences from the papers: random and evolutionary search draw from `BudgetSampler`, not from
 uniform per-unit choices (see why there); SPOS discards children that break the budget, here they
 are shrunk until they fit (`BudgetSampler.repair`), which found better archs in our tests.
+Evolution is in `slimnas.methods.evolution`. Random search and evolution save their progress as
+they go (`slimnas.methods.search_state`), so that a killed search resumes to the same results.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -27,6 +30,7 @@ from slimnas.cost.budget import Budget, fill_budget
 from slimnas.errors import ConfigError
 from slimnas.methods.result import Result
 from slimnas.methods.scoring import Score
+from slimnas.methods.search_state import SearchState, search_fingerprint
 from slimnas.space.space import Space
 from slimnas.space.units import Arch, ChannelUnit, OpUnit
 from slimnas.train import distributed
@@ -217,6 +221,7 @@ def random_search(
     seed: int = 0,
     progress: bool = True,
     scored: dict[Arch, Score] | None = None,
+    state_path: str | Path | None = None,
 ) -> list[Result]:
     """The best of ``samples`` distinct `BudgetSampler` archs per budget.
 
@@ -233,6 +238,9 @@ def random_search(
         progress: show a progress bar (only when stderr is a terminal, on rank 0).
         scored: when given, every scored arch and its score are added to it (e.g. for the
             Pareto front of everything the search saw); the results are the same either way.
+        state_path: JSON file the scores are written to after every chunk of archs (rank 0
+            only, `SearchState`); an existing one of the same search is resumed: the
+            candidates are drawn again from ``seed`` and only the unscored ones are scored.
 
     Returns:
         One result per budget: the highest accuracy (ties: lowest loss). ``info["samples"]`` is
@@ -249,9 +257,12 @@ def random_search(
         sampler, generator = BudgetSampler(space, budget), torch.Generator().manual_seed(seed)
         candidates.append(_distinct(sampler, generator, samples))
     everything = list(dict.fromkeys(a for group in candidates for a in group))
-    cache: dict[Arch, Score] = {}
-    with _bar(progress, "random search", "arch", total=len(everything)) as bar:
-        _score_new(scorer, everything, cache, bar)
+    key = search_fingerprint(space, budgets, samples=samples, seed=seed)
+    state = SearchState(state_path, "random", key)
+    cache = state.scores
+    done = sum(a in cache for a in everything)
+    with _bar(progress, "random search", "arch", total=len(everything), initial=done) as bar:
+        _score_new(scorer, everything, cache, bar, after_chunk=state.save)
     results = []
     for budget, group in zip(budgets, candidates):
         best = min(group, key=lambda a: _rank_key(cache[a]))
@@ -261,111 +272,6 @@ def random_search(
     if scored is not None:
         scored.update(cache)
     return results
-
-
-def evolution_search(
-    space: Space,
-    scorer: Scorer,
-    budgets: Budgets,
-    population: int = 32,
-    generations: int = 10,
-    parents: int = 8,
-    mutation_prob: float = 0.1,
-    seed: int = 0,
-    progress: bool = True,
-) -> list[Result]:
-    """Budget-constrained evolution (SPOS §3.4) per budget.
-
-    Generation 1 is ``population`` distinct `BudgetSampler` archs. After each generation the
-    ``parents`` best archs seen so far (accuracy, ties: lower loss) breed the next: half by
-    mutation (every unit redrawn uniformly with probability ``mutation_prob``), half by uniform
-    crossover of two parents. Children over the budget are repaired with `BudgetSampler.repair`;
-    children already seen are discarded. Scores are cached by arch (across budgets too), so no
-    arch is scored twice.
-
-    Args:
-        space: the space to search.
-        scorer: scores archs on held-out data (an `ArchScorer`).
-        budgets: the budgets.
-        population: archs per generation.
-        generations: generations, the random first one included.
-        parents: archs kept as parents.
-        mutation_prob: per-unit probability that a mutation redraws the unit.
-        seed: seed of the search; each budget starts a generator from it.
-        progress: show a progress bar (only when stderr is a terminal, on rank 0).
-
-    Returns:
-        One result per budget: the best arch seen. ``info["evaluations"]`` is the distinct archs
-        evaluated for the budget, ``info["generations"]`` the generations run (fewer than asked
-        when the space runs out of new archs).
-
-    Raises:
-        BudgetError: a budget that no arch of the space meets.
-    """
-    budgets = _budgets(budgets, space)
-    if population < 2 or generations < 1 or parents < 1 or not 0.0 <= mutation_prob <= 1.0:
-        raise ConfigError(
-            "evolution needs population >= 2, generations >= 1, parents >= 1 and mutation_prob "
-            f"in [0, 1]; got {population}, {generations}, {parents}, {mutation_prob}"
-        )
-    cache: dict[Arch, Score] = {}
-    results = []
-    with _bar(progress, "evolution", "generation", total=len(budgets) * generations) as bar:
-        for budget in budgets:
-            sampler, generator = BudgetSampler(space, budget), torch.Generator().manual_seed(seed)
-            seen: dict[Arch, None] = {}  # this budget's evaluated archs, in order (ordered set)
-            members = _distinct(sampler, generator, population)
-            done, top = 0, []
-            while members and done < generations:
-                _score_new(scorer, members, cache)
-                seen.update(dict.fromkeys(members))
-                top = sorted(seen, key=lambda a: _rank_key(cache[a]))[:parents]
-                done += 1
-                bar.update(1)
-                if done < generations:
-                    members = _children(sampler, top, population, mutation_prob, generator, seen)
-            bar.update(generations - done)
-            best = top[0]
-            info = {"evaluations": len(seen), "generations": done}
-            results.append(Result.of("evolution", budget, space, best, cache[best], **info))
-            log.info("evolution %s: accuracy %.4f", budget.text, cache[best].accuracy)
-    return results
-
-
-def _children(
-    sampler: BudgetSampler,
-    parents: list[Arch],
-    count: int,
-    mutation_prob: float,
-    generator: torch.Generator,
-    seen: Container[Arch],
-) -> list[Arch]:
-    """``count`` distinct children of ``parents`` not in ``seen``: the first half mutants, the
-    rest crossovers."""
-    units = list(sampler.space.searchable.values())
-    children: dict[Arch, None] = {}
-    for _ in range(_TRIES * count):
-        if len(children) == count:
-            break
-        if len(children) < count // 2:
-            parent = parents[_randint(len(parents), generator)]
-            redraw, picks = torch.rand(2, len(units), generator=generator).tolist()
-            child = parent.merged(
-                {
-                    u.name: u.choices[int(p * len(u.choices))]
-                    for u, r, p in zip(units, redraw, picks)
-                    if r < mutation_prob
-                }
-            )
-        else:
-            a = parents[_randint(len(parents), generator)]
-            b = parents[_randint(len(parents), generator)]
-            take = torch.rand(len(units), generator=generator).tolist()
-            child = Arch({u.name: (a if t < 0.5 else b)[u.name] for u, t in zip(units, take)})
-        child = sampler.repair(child, generator)
-        if child is not None and child not in seen:
-            children.setdefault(child, None)
-    return list(children)
 
 
 def _budgets(budgets: Budgets, space: Space) -> list[Budget]:
@@ -388,12 +294,21 @@ def _distinct(sampler: BudgetSampler, generator: torch.Generator, count: int) ->
     return list(found)
 
 
-def _score_new(scorer: Scorer, archs: Sequence[Arch], cache: dict[Arch, Score], bar=None) -> None:
-    """Score the archs not yet in ``cache`` (each once, in order) and add them to it."""
+def _score_new(
+    scorer: Scorer,
+    archs: Sequence[Arch],
+    cache: dict[Arch, Score],
+    bar=None,
+    after_chunk: Callable[[], None] | None = None,
+) -> None:
+    """Score the archs not yet in ``cache`` (each once, in order) and add them to it, calling
+    ``after_chunk`` after every chunk (to save the progress)."""
     new = [a for a in dict.fromkeys(archs) if a not in cache]
     for start in range(0, len(new), _CHUNK):
         chunk = new[start : start + _CHUNK]
         cache.update(zip(chunk, scorer.score_many(chunk)))
+        if after_chunk is not None:
+            after_chunk()
         if bar is not None:
             bar.update(len(chunk))
 
@@ -406,15 +321,14 @@ def _randint(high: int, generator: torch.Generator) -> int:
     return int(torch.randint(high, (), generator=generator))
 
 
-def _bar(progress: bool, desc: str, unit: str, total: int | None = None) -> tqdm:
+def _bar(progress: bool, desc: str, unit: str, total: int | None = None, initial: int = 0) -> tqdm:
     show = progress and sys.stderr.isatty() and distributed.rank() == 0
-    return tqdm(total=total, desc=desc, unit=unit, disable=not show)
+    return tqdm(total=total, desc=desc, unit=unit, initial=initial, disable=not show)
 
 
 __all__ = [
     "BudgetSampler",
     "Scorer",
-    "evolution_search",
     "random_search",
     "uniform_ratios",
     "uniform_search",

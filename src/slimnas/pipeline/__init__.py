@@ -56,14 +56,19 @@ class Pipeline(PrepareStage, SupernetStage, SearchStage, ExportStage, RetrainSta
     """
 
     def run(self, stages: tuple[str, ...] = STAGES):
-        """Run ``stages`` (in pipeline order) and return the run directory."""
+        """Run ``stages`` (in pipeline order) and return the run directory, holding its lock
+        (`slimnas.run_lock`) meanwhile: a second process on the directory gets `LockError`."""
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise ConfigError(f"unknown stage {unknown[0]!r}; the stages are {', '.join(STAGES)}")
-        self.prepare()
-        for stage in STAGES:
-            if stage in stages:
-                getattr(self, f"stage_{stage}")()
+        try:
+            self.prepare()
+            self.lock_run_dir()  # again, when an earlier run() gave it back
+            for stage in STAGES:
+                if stage in stages:
+                    getattr(self, f"stage_{stage}")()
+        finally:
+            self.release()
         return self.run_dir
 
 

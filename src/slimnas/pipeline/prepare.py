@@ -21,6 +21,7 @@ from slimnas.errors import ConfigError
 from slimnas.io import atomic_write_text
 from slimnas.methods.setup import Setup
 from slimnas.run_dir import build_model_of, check_resumed_config, load_teacher_state
+from slimnas.run_lock import RunLock, check_unlocked_on_main, lock_run_dir
 from slimnas.space.space import Space
 from slimnas.space.trace import trace
 from slimnas.supernet import Supernet
@@ -66,24 +67,22 @@ class PrepareStage:
         self._methods: dict[str, Any] = {}
         self._teacher_model: nn.Module | None = None
         self._max_arch_model: nn.Module | None = None  # the latency reference
+        self._lock: RunLock | None = None
 
     def prepare(self) -> Prepared:
         """Check everything the config says, then create the run directory.
 
         Raises:
             ConfigError, BudgetError, TraceError: a mistake in the config; nothing is written.
+            LockError: another process runs in the directory.
         """
         if self._prepared is not None:
             return self._prepared
         config, run_dir = self.config, self.run_dir
         if run_dir.exists() and not run_dir.is_dir():
             raise ConfigError(f"run.dir {run_dir} exists and is not a directory; choose another")
-        holds_run = (run_dir / "config.json").exists()
-        if holds_run and not self.resume:
-            raise ConfigError(
-                f"run.dir {run_dir} holds a run already; pass --resume to continue it, or set "
-                "run.dir to a new directory"
-            )
+        check_unlocked_on_main(run_dir)  # another process runs there: say so before any work
+        holds_run = self._check_not_overwriting()
         if holds_run:
             check_resumed_config(
                 run_dir,
@@ -128,12 +127,40 @@ class PrepareStage:
         for name in config.search.methods:
             config.search.method(name).check(space, budgets)
         self.config = config
+        self.lock_run_dir()
         if distributed.is_main():
-            run_dir.mkdir(parents=True, exist_ok=True)
+            self._check_not_overwriting()  # a run that started meanwhile and ended
             atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=1))
             atomic_write_text(run_dir / "space.json", space.to_json())
         self._prepared = Prepared(config, data, space, budgets, example, device)
         return self._prepared
+
+    def _check_not_overwriting(self) -> bool:
+        """Whether the run directory holds a run; refused without ``resume``."""
+        holds_run = (self.run_dir / "config.json").exists()
+        if holds_run and not self.resume:
+            raise ConfigError(
+                f"run.dir {self.run_dir} holds a run already; pass --resume to continue it, or "
+                "set run.dir to a new directory"
+            )
+        return holds_run
+
+    def lock_run_dir(self) -> None:
+        """Take the run directory's lock (`slimnas.run_lock`) if not held: creates the
+        directory; under torchrun a collective, rank 0 holds it. Released by `release`.
+
+        Raises:
+            LockError: another process runs in the directory.
+            ConfigError: the directory cannot be written.
+        """
+        if self._lock is None:
+            self._lock = lock_run_dir(self.run_dir)
+
+    def release(self) -> None:
+        """Give back the run directory's lock (taken by `prepare`); nothing when not held."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     @staticmethod
     def _model(config: PipelineConfig, seed: int) -> nn.Module:
