@@ -114,7 +114,22 @@ class DataConfig(Section):
         None, 1, "use a class-balanced subset of this many test images (quick runs)", True
     )
     augment: bool = _flag(
-        True, "crops at a random offset (zero padding 4) and horizontal flips in training"
+        True,
+        "training crops and flips: at a random offset (zero padding 4) in memory; random-resized "
+        "crops (stream)",
+    )
+    stream: bool = _flag(
+        False,
+        "folder only: leave the images on disk and decode each batch in data.workers processes "
+        "(ImageNet-sized sets), with ImageNet's training and evaluation transforms",
+    )
+    workers: int = _integer(2, 0, "stream only: decoding processes (0: in the main process)")
+    resize: int | None = _integer(
+        None,
+        1,
+        "stream only: shorter side before the centre crop of evaluation images; none: "
+        "8/7 x image_size (256 for 224)",
+        True,
     )
 
 
@@ -214,10 +229,20 @@ class _Document:
                 f"data.root must be set for data.source = {data.source!r}: the folder holding "
                 f"{where}"
             )
+        if data.stream and data.source != "folder":
+            raise ConfigError(
+                f"data.stream streams image folders only; set data.source = 'folder' or "
+                f"data.stream = false (data.source is {data.source!r})"
+            )
         if data.source == "folder":
             if data.image_size is None:
                 raise ConfigError(
                     "data.image_size must be set for data.source = 'folder' (e.g. 64 or 224)"
+                )
+            if data.resize is not None and data.resize < data.image_size:
+                raise ConfigError(
+                    f"data.resize {data.resize} is below data.image_size {data.image_size}; the "
+                    "centre crop needs resize >= image_size"
                 )
         elif data.image_size not in (None, CIFAR_SIZE):
             raise ConfigError(

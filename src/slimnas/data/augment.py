@@ -78,7 +78,12 @@ def normalize(
     mean: Sequence[float] = CIFAR10_MEAN,
     std: Sequence[float] = CIFAR10_STD,
 ) -> torch.Tensor:
-    """Scale a uint8 ``[N, C, H, W]`` batch to [0, 1] and standardise per channel, as float32."""
+    """Scale a uint8 ``[N, C, H, W]`` batch to [0, 1] and standardise per channel, as float32.
+
+    ``batch`` may also be `ImageFiles` (a few images of a streamed set): they are decoded first.
+    """
+    if not isinstance(batch, torch.Tensor):
+        batch = batch.decode()
     device = batch.device
     mean_t = torch.as_tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
     std_t = torch.as_tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)

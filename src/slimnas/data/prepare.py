@@ -13,8 +13,10 @@ from slimnas.data.augment import CIFAR10_MEAN, CIFAR10_STD
 from slimnas.data.builtin import load_builtin
 from slimnas.data.cifar import load_cifar
 from slimnas.data.folder import load_image_folder
+from slimnas.data.image_files import ImageFiles, stream_folder_splits
 from slimnas.data.loader import BatchLoader
 from slimnas.data.split import class_balanced_split
+from slimnas.data.stream import StreamingLoader
 from slimnas.errors import ConfigError
 
 
@@ -91,11 +93,17 @@ def load_training_data(data) -> TrainingData:
         test = load_cifar(data.root, data.source, train=False)
         num_classes = 10 if data.source == "cifar10" else 100
     else:
-        train, test, num_classes = load_folder_splits(Path(data.root).expanduser(), data.image_size)
+        root = Path(data.root).expanduser()
+        if data.stream:  # left on disk, decoded per batch
+            train, test, num_classes = stream_folder_splits(root, data)
+        else:
+            train, test, num_classes = load_folder_splits(root, data.image_size)
     train = _subset(train, data.max_train_images, data.seed, "max_train_images")
     test = _subset(test, data.max_test_images, data.seed, "max_test_images")
     if data.source in ("builtin", "cifar10"):
         mean, std = CIFAR10_MEAN, CIFAR10_STD  # measured on the CIFAR-10 training set
+    elif isinstance(train[0], ImageFiles):
+        mean, std = train[0].channel_stats()  # of a sample of a streamed set
     else:
         mean, std = channel_stats(train[0])
     heldout = None
@@ -132,8 +140,10 @@ def make_loader(
     world_size: int = 1,
 ) -> BatchLoader:
     """Batches of ``split``: shuffled, augmented and full batches only when ``train``; in order
-    and complete otherwise. Under DDP, ``rank`` of ``world_size`` gets its shard of each batch."""
-    return BatchLoader(
+    and complete otherwise. Under DDP, ``rank`` of ``world_size`` gets its shard of each batch.
+    Image files (``data.stream``) are decoded per batch by a `StreamingLoader`."""
+    kind = StreamingLoader if isinstance(split[0], ImageFiles) else BatchLoader
+    return kind(
         *split,
         batch_size,
         shuffle=train,
