@@ -10,7 +10,8 @@ released AutoSlim configs lost in-place distillation that way: a misspelt key no
     json.dumps(config.to_dict())        # the resolved config, as written to the run directory
 
 Each field carries its rule (type, range or choices) and a one-line doc in its metadata;
-`schema` lists them, and docs/config.md documents every one with its default.
+`schema` lists them, and docs/config.md documents every one with its default. The ``[model]``
+section and the forms of ``model.name`` live in `slimnas.config_model`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from slimnas.config_model import RANK_CRITERIA as RANK_CRITERIA  # re-exported: the old home
+from slimnas.config_model import ModelConfig, PipelineModelConfig
 from slimnas.errors import ConfigError
 from slimnas.search_config import SearchConfig
 from slimnas.settings import Rule, Section, did_you_mean
@@ -43,47 +46,6 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
 
 DATA_SOURCES = ("builtin", "cifar10", "cifar100", "folder")
 CIFAR_SIZE = 32  # the side of every image of the built-in set and of CIFAR-10/100
-
-
-@dataclass(frozen=True)
-class ModelConfig(Section):
-    section: ClassVar[str] = "model"
-
-    name: str = _text("resnet20", "a model of slimnas.models.MODELS, or tv:<torchvision name>")
-    width_mult: float = _number(
-        1.0, "a positive number", _positive, "channel multiplier of the model's constructor"
-    )
-    num_classes: int | None = _integer(
-        None, 1, "classifier outputs; none: the number of classes in the data", optional=True
-    )
-
-
-RANK_CRITERIA = ("auto", "none", "l1", "l2", "bn", "taylor")
-
-
-@dataclass(frozen=True)
-class PipelineModelConfig(ModelConfig):
-    weights: str | None = _text(
-        None,
-        "trained weights to start from (a .safetensors state dict or a `slimnas train` run "
-        "directory): the supernet's max arch, and the default KD teacher of retraining",
-        optional=True,
-    )
-    rank: str = _choice(
-        "auto",
-        RANK_CRITERIA,
-        "reorder each channel unit most important first before the supernet is built (narrower "
-        "archs keep the top channels; the function is unchanged): l1 / l2 weight norms, bn "
-        "|gamma|, taylor (first order, on calibration batches); auto: l1 with model.weights, "
-        "none without",
-    )
-
-    @property
-    def criterion(self) -> str | None:
-        """The ranking criterion in effect, None for no ranking."""
-        if self.rank == "auto":
-            return "l1" if self.weights else None
-        return None if self.rank == "none" else self.rank
 
 
 @dataclass(frozen=True)
@@ -215,14 +177,7 @@ class _Document:
     data: DataConfig
 
     def __post_init__(self) -> None:
-        data, model = self.data, self.model
-        from slimnas.models import MODELS
-
-        if not (model.name in MODELS or (model.name.startswith("tv:") and len(model.name) > 3)):
-            raise ConfigError(
-                f"model.name must be one of {', '.join(MODELS)} or tv:<torchvision name>, "
-                f"got {model.name!r}"
-            )
+        data = self.data
         if data.source != "builtin" and data.root is None:
             where = "train/<class>/" if data.source == "folder" else "the binary version"
             raise ConfigError(

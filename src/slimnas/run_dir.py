@@ -78,17 +78,14 @@ def budget_slug(text: str) -> str:
 
 
 def build_model_of(config, seed: int):
-    """The model of a `PipelineConfig` (``model.*``), its initial weights drawn with ``seed``."""
+    """The model of a config's ``[model]`` section, its initial weights drawn with ``seed``
+    (`slimnas.models.build.build_configured`: which settings each kind of model gets)."""
     import torch
 
-    from slimnas.models.build import build_model
+    from slimnas.models.build import build_configured
 
     torch.manual_seed(seed)  # the initial weights
-    kwargs: dict = {"num_classes": config.model.num_classes}
-    if config.model.width_mult != 1.0:
-        kwargs["width_mult"] = config.model.width_mult
-    model, _ = build_model(config.model.name, **kwargs)
-    return model
+    return build_configured(config.model, config.model.num_classes)
 
 
 def load_teacher_state(path: Path) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from slimnas.errors import ConfigError
 
 @dataclass(frozen=True)
 class Rule:
-    """What a field accepts: a ``kind`` (int, float, bool, str), a test, and how to say it."""
+    """What a field accepts: a ``kind`` (int, float, bool, str, dict), a test, how to say it."""
 
     kind: type
     what: str  # completes "<field> must be ...", e.g. "a positive number"
@@ -61,6 +62,8 @@ class Rule:
             return text[1:-1] if quoted else text
         if self.kind is bool:
             return {"true": True, "false": False}.get(text.lower(), text)
+        if self.kind is dict:  # a TOML inline table, {depth = 3}, or a JSON object
+            return parse_table(text)
         try:
             return self.kind(text.replace("_", ""))
         except ValueError:
@@ -75,7 +78,26 @@ def convert(kind: type, value: Any) -> Any:
         return float(value)
     if kind in (int, str) and isinstance(value, kind):
         return value
+    if kind is dict and isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return dict(value)
     return None
+
+
+def parse_table(text: str) -> Any:
+    """The dict a ``--set`` value spells as a TOML inline table (``{depth = 3}``) or a JSON
+    object (``{"depth": 3}``); the text itself when it is neither, for `Rule.check` to report."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
+            import tomli as tomllib
+        try:
+            value = tomllib.loads(f"value = {text}")["value"]
+        except tomllib.TOMLDecodeError:
+            return text
+    return value if isinstance(value, dict) else text
 
 
 def did_you_mean(word: str, known: Sequence[str]) -> str:
@@ -114,6 +136,20 @@ def flag(default, doc):
 
 def text(default, doc, optional=False):
     return setting(default, Rule(str, "a non-empty string", bool, optional), doc)
+
+
+def table(doc):
+    """An optional table of JSON-able values (what TOML reads, less dates and times)."""
+    what = "a table like {depth = 3, channels = 1} of strings, numbers, booleans, lists, tables"
+    return setting(None, Rule(dict, what, _json_able, optional=True), doc)
+
+
+def _json_able(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def items(default, item, what, test, doc):
@@ -192,6 +228,7 @@ __all__ = [
     "positive",
     "setting",
     "share",
+    "table",
     "text",
     "unknown_key",
 ]

@@ -24,17 +24,20 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from slimnas.configured_model import build_checked, image_channels
+from slimnas.data.augment import normalize
 from slimnas.data.prepare import load_training_data, make_loader, resolve_device
 from slimnas.errors import ConfigError, SlimnasError
 from slimnas.models.build import build_model
-from slimnas.run_dir import check_resumed_config, check_run_dir
+from slimnas.run_dir import build_model_of, check_resumed_config, check_run_dir
 from slimnas.run_lock import check_unlocked_on_main, lock_run_dir
+from slimnas.settings import parse_table
 
 log = logging.getLogger("slimnas")
 
@@ -53,10 +56,22 @@ def _parse_shape(text: str | None, default: tuple[int, ...]) -> tuple[int, ...]:
     return shape
 
 
+def _model_kwargs(text: str | None) -> dict[str, Any]:
+    if text is None:
+        return {}
+    kwargs = parse_table(text)
+    if not isinstance(kwargs, dict):
+        raise ConfigError(
+            f"--kwargs must be a TOML inline table or JSON object like '{{depth = 3}}', got "
+            f"{text!r}"
+        )
+    return kwargs
+
+
 def cmd_space(args: argparse.Namespace) -> int:
     from slimnas.space import trace
 
-    model, default = build_model(args.model)
+    model, default = build_model(args.model, "--model", **_model_kwargs(args.kwargs))
     space = trace(model, torch.randn(_parse_shape(args.input, default)))
     print(space.summary())
     print(f"\n{len(space)} searchable units, {space.size():.3g} archs")
@@ -66,7 +81,7 @@ def cmd_space(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from slimnas.cli.demo import run_demo
 
-    model, default = build_model(args.model)
+    model, default = build_model(args.model, "--model")
     return run_demo(args.model, model, _parse_shape(args.input, default), args)
 
 
@@ -85,11 +100,7 @@ def _build_network(config, example: torch.Tensor) -> tuple[torch.nn.Module, Any,
     from slimnas.supernet import Supernet
     from slimnas.train.slimmable import recipe_sandwich_step
 
-    torch.manual_seed(config.train.seed)  # the initial weights
-    kwargs = {"num_classes": config.model.num_classes}
-    if config.model.width_mult != 1.0:  # torchvision models mostly take no width_mult
-        kwargs["width_mult"] = config.model.width_mult
-    model, _ = build_model(config.model.name, **kwargs)
+    model = build_model_of(config, config.train.seed)
     if not config.train.supernet:
         return model, None, None
     supernet = Supernet(model, trace(model, example))
@@ -140,21 +151,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.set)
     distributed.init_from_env()  # under torchrun: join the process group (gloo or NCCL)
-    cfg_model, cfg_train = config.model, config.train
+    cfg_train = config.train
     run_dir = Path(config.run.dir).expanduser()
     check_unlocked_on_main(run_dir)  # another process trains there: say so before any work
     check_run_dir(run_dir, args.resume)
     if args.resume:
         check_resumed_config(run_dir, config.to_dict())
     device = resolve_device(cfg_train)
-    data = load_training_data(config.data)
-    if cfg_model.num_classes is not None and cfg_model.num_classes < data.num_classes:
-        raise ConfigError(
-            f"model.num_classes is {cfg_model.num_classes} but the data has {data.num_classes} "
-            "classes; raise it or leave it out"
-        )
-    num_classes = cfg_model.num_classes or data.num_classes
-    config = replace(config, model=replace(cfg_model, num_classes=num_classes))
+    data = load_training_data(config.data, channels=image_channels(config))
+    example = normalize(data.train[0][:1], data.mean, data.std)
+    config, _ = build_checked(config, data, example, cfg_train.seed)  # before writing anything
     if len(data.train[1]) < cfg_train.batch_size:
         raise ConfigError(
             f"train.batch_size {cfg_train.batch_size} is more than the {len(data.train[1])} "
@@ -314,11 +320,9 @@ def cmd_latency_table(args: argparse.Namespace) -> int:
     if Path(out).is_dir():
         raise ConfigError(f"--out {out} is a directory; give a .json file")
     LatencyTable.load(out, missing_ok=True)  # an existing file must be a table
-    data = load_training_data(config.data)
-    classes = config.model.num_classes or data.num_classes
-    config = replace(config, model=replace(config.model, num_classes=classes))
+    data = load_training_data(config.data, channels=image_channels(config))
     example = normalize(data.train[0][:1], data.mean, data.std)
-    model = Pipeline._model(config, config.supernet.seed)
+    config, model = build_checked(config, data, example, config.supernet.seed)
     space = Pipeline._space(config, model, example)
     build = build_latency_table(
         model,
@@ -366,9 +370,29 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=cmd_demo)
 
-    space = sub.add_parser("space", help="print the search space of a model")
-    space.add_argument("--model", default="resnet20", help="reference model or tv:<name>")
-    space.add_argument("--input", help="example input shape N,C,H,W")
+    space = sub.add_parser(
+        "space",
+        help="print the search space of a model",
+        description="Trace a model and print the searchable units slimnas finds in it.",
+    )
+    space.add_argument(
+        "--model",
+        default="resnet20",
+        help="a reference model (resnet20, mobilenet_v2, ...), tv:<torchvision name>, "
+        "timm:<timm name> (random weights) or package.module:callable (a function or class "
+        "returning the nn.Module, imported from the working directory or the installed "
+        "packages); see model.name in docs/config.md",
+    )
+    space.add_argument(
+        "--kwargs",
+        help="keyword arguments of the model, a TOML inline table or JSON object, e.g. "
+        "'{num_classes = 10, depth = 3}'",
+    )
+    space.add_argument(
+        "--input",
+        help="example input shape N,C,H,W (default: 32 px for the CIFAR models, the timm "
+        "model's input size, else 224 px with the first conv's input channels)",
+    )
     space.set_defaults(run=cmd_space)
 
     train = sub.add_parser("train", help="train a model or a slimmable supernet from a TOML config")

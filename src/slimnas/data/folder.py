@@ -2,7 +2,9 @@
 
 The layout is torchvision's ``ImageFolder``: ``root/<class name>/**/<image>``, classes in sorted
 order, label = position of the class name. Each image is decoded with Pillow, converted to RGB,
-its shorter side resized to ``resize`` (default ``size``) and centre-cropped to ``size × size``.
+its shorter side resized to ``resize`` (default ``size``) and centre-cropped to ``size × size``;
+with ``channels=1`` (a model whose first conv takes one channel) converted to grayscale ("L")
+instead, so that grayscale images stay one channel.
 For small-image data sets decoding, not the network, bounds an epoch; decoding once and keeping
 the uint8 result in memory (and, with ``cache_dir``, in a ``.npz`` file reused by later runs)
 removes that cost. The cache is keyed by a hash of the file list (paths, sizes, modification
@@ -73,8 +75,11 @@ def find_images(root: str | Path) -> tuple[list[Path], list[int], list[str]]:
     return files, labels, classes
 
 
-def decode_image(path: str | Path, size: int, resize: int | None = None) -> np.ndarray:
-    """Decode one image to uint8 RGB ``[3, size, size]``: shorter side to ``resize``, centre crop.
+def decode_image(
+    path: str | Path, size: int, resize: int | None = None, channels: int = 3
+) -> np.ndarray:
+    """Decode one image to uint8 ``[channels, size, size]``, RGB (3) or grayscale (1, Pillow's
+    "L": colour images by ITU-R 601 luma): shorter side to ``resize``, centre crop.
 
     Raises:
         ConfigError: Pillow cannot read the file.
@@ -87,7 +92,7 @@ def decode_image(path: str | Path, size: int, resize: int | None = None) -> np.n
     resize = size if resize is None else resize
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB")
+            image = image.convert("L" if channels == 1 else "RGB")
             width, height = image.size
             scale = resize / min(width, height)
             new = (max(size, round(width * scale)), max(size, round(height * scale)))
@@ -95,7 +100,8 @@ def decode_image(path: str | Path, size: int, resize: int | None = None) -> np.n
                 image = image.resize(new, Image.Resampling.BILINEAR)
             left, top = (new[0] - size) // 2, (new[1] - size) // 2
             image = image.crop((left, top, left + size, top + size))
-            return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+            array = np.asarray(image, dtype=np.uint8)
+            return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise ConfigError(
             f"cannot decode image {path} ({' '.join(str(err).split())}); remove or replace it"
@@ -109,6 +115,7 @@ def load_image_folder(
     resize: int | None = None,
     cache_dir: str | Path | None = None,
     workers: int | None = None,
+    channels: int = 3,
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Decode an ImageFolder tree into memory.
 
@@ -119,10 +126,11 @@ def load_image_folder(
         cache_dir: when given, the decoded arrays are saved there once and reused while the file
             list and sizes are unchanged.
         workers: decoding threads; default ``min(8, cpu count)``.
+        channels: 3 (RGB) or 1 (grayscale).
 
     Returns:
-        ``(images, labels, classes)``: uint8 ``[N, 3, size, size]``, int64 ``[N]`` and the class
-        names in label order.
+        ``(images, labels, classes)``: uint8 ``[N, channels, size, size]``, int64 ``[N]`` and
+        the class names in label order.
 
     Raises:
         ConfigError: the folder is missing or empty, or an image cannot be decoded.
@@ -134,16 +142,16 @@ def load_image_folder(
     if cache_dir is not None:
         cache = (
             Path(cache_dir).expanduser()
-            / f"imagefolder-{_cache_key(root, files, size, resize)}.npz"
+            / f"imagefolder-{_cache_key(root, files, size, resize, channels)}.npz"
         )
-        cached = _read_cache(cache, len(files), size)
+        cached = _read_cache(cache, len(files), size, channels)
         if cached is not None:
             logger.info("decoded images from cache %s", cache)
             return cached[0], cached[1], classes
-    images = np.empty((len(files), 3, size, size), dtype=np.uint8)
+    images = np.empty((len(files), channels, size, size), dtype=np.uint8)
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow decodes without the GIL
-        decoded = pool.map(lambda path: decode_image(path, size, resize), files)
+        decoded = pool.map(lambda path: decode_image(path, size, resize, channels), files)
         try:
             for i, array in enumerate(tqdm(decoded, total=len(files), desc="decode", disable=None)):
                 images[i] = array
@@ -159,8 +167,11 @@ def load_image_folder(
     return torch.from_numpy(images), torch.from_numpy(label_array), classes
 
 
-def _cache_key(root: str | Path, files: list[Path], size: int, resize: int | None) -> str:
-    digest = hashlib.sha256(f"v{_CACHE_VERSION} size={size} resize={resize}\n".encode())
+def _cache_key(
+    root: str | Path, files: list[Path], size: int, resize: int | None, channels: int = 3
+) -> str:
+    mode = "" if channels == 3 else f" channels={channels}"  # RGB caches keep their names
+    digest = hashlib.sha256(f"v{_CACHE_VERSION} size={size} resize={resize}{mode}\n".encode())
     root = Path(root).expanduser()
     for path in files:
         stat = path.stat()
@@ -168,7 +179,9 @@ def _cache_key(root: str | Path, files: list[Path], size: int, resize: int | Non
     return digest.hexdigest()[:20]
 
 
-def _read_cache(path: Path, count: int, size: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+def _read_cache(
+    path: Path, count: int, size: int, channels: int = 3
+) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The cached arrays, or None (and a warning) when the file is absent or does not fit."""
     if not path.is_file():
         return None
@@ -179,7 +192,7 @@ def _read_cache(path: Path, count: int, size: int) -> tuple[torch.Tensor, torch.
         logger.warning("ignoring unreadable image cache %s (%s); decoding again", path, err)
         return None
     if (
-        images.shape != (count, 3, size, size)
+        images.shape != (count, channels, size, size)
         or images.dtype != np.uint8
         or labels.shape != (count,)
     ):

@@ -66,17 +66,18 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
-def load_folder_splits(root: Path, size: int) -> tuple[tuple, tuple | None, int]:
-    """``root/train/<class>/…`` and, when present, ``root/val/<class>/…`` as the test split."""
+def load_folder_splits(root: Path, size: int, channels: int = 3) -> tuple[tuple, tuple | None, int]:
+    """``root/train/<class>/…`` and, when present, ``root/val/<class>/…`` as the test split,
+    decoded as RGB (``channels`` 3) or grayscale (1)."""
     if not (root / "train").is_dir():
         raise ConfigError(
             f"data.root {root} has no train/ folder; expected {root}/train/<class>/<images> "
             f"(and optionally {root}/val/<class>/<images> as the test split)"
         )
-    *train, classes = load_image_folder(root / "train", size)
+    *train, classes = load_image_folder(root / "train", size, channels=channels)
     test = None
     if (root / "val").is_dir():
-        *test, test_classes = load_image_folder(root / "val", size)
+        *test, test_classes = load_image_folder(root / "val", size, channels=channels)
         if test_classes != classes:
             raise ConfigError(
                 f"{root}/val and {root}/train hold different class folders; give both the same"
@@ -84,8 +85,9 @@ def load_folder_splits(root: Path, size: int) -> tuple[tuple, tuple | None, int]
     return tuple(train), tuple(test) if test else None, len(classes)
 
 
-def load_training_data(data) -> TrainingData:
-    """Load ``data`` (a `DataConfig`) and carve the held-out split out of its training images."""
+def load_training_data(data, channels: int = 3) -> TrainingData:
+    """Load ``data`` (a `DataConfig`) and carve the held-out split out of its training images;
+    image folders decoded with ``channels`` (`slimnas.configured_model.image_channels`)."""
     if data.source == "builtin":
         train, test, num_classes = load_builtin(train=True), load_builtin(train=False), 10
     elif data.source in ("cifar10", "cifar100"):
@@ -95,9 +97,9 @@ def load_training_data(data) -> TrainingData:
     else:
         root = Path(data.root).expanduser()
         if data.stream:  # left on disk, decoded per batch
-            train, test, num_classes = stream_folder_splits(root, data)
+            train, test, num_classes = stream_folder_splits(root, data, channels)
         else:
-            train, test, num_classes = load_folder_splits(root, data.image_size)
+            train, test, num_classes = load_folder_splits(root, data.image_size, channels)
     train = _subset(train, data.max_train_images, data.seed, "max_train_images")
     test = _subset(test, data.max_test_images, data.seed, "max_test_images")
     if data.source in ("builtin", "cifar10"):

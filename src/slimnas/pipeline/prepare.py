@@ -4,7 +4,7 @@ directory; and what every later stage shares (`Setup`, the model, the latency ta
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from slimnas.config import PipelineConfig
+from slimnas.configured_model import build_checked, image_channels
 from slimnas.cost.budget import Budget
 from slimnas.cost.latency.measure import check_target, onnxruntime_available
 from slimnas.cost.latency.table import LatencyTarget, load_latency_target
@@ -92,14 +93,7 @@ class PrepareStage:
             )
         device = resolve_device(config.supernet)
         resolve_device(config.retrain)
-        data = load_training_data(config.data)
-        num_classes = config.model.num_classes or data.num_classes
-        if num_classes < data.num_classes:
-            raise ConfigError(
-                f"model.num_classes is {num_classes} but the data has {data.num_classes} "
-                "classes; raise it or leave it out"
-            )
-        config = replace(config, model=replace(config.model, num_classes=num_classes))
+        data = load_training_data(config.data, channels=image_channels(config))
         for section in (config.supernet, config.retrain):
             if len(data.train[1]) < section.batch_size:
                 raise ConfigError(
@@ -107,7 +101,7 @@ class PrepareStage:
                     f"{len(data.train[1])} training images; lower it"
                 )
         example = normalize(data.train[0][:1], data.mean, data.std)
-        model = build_model_of(config, config.supernet.seed)
+        config, model = build_checked(config, data, example, config.supernet.seed)
         if config.model.weights is not None:
             load_trained(model, config.model.weights)  # CheckpointError: one line, exit 2
         space = self._space(config, model, example)
