@@ -40,6 +40,14 @@ def eval_resize(size: int) -> int:
     return round(size * 8 / 7)
 
 
+def decode_evaluation(path: str, size: int, resize: int, channels: int = 3) -> np.ndarray:
+    """One evaluation image, uint8 ``[channels, size, size]``, by the in-memory path's decoder
+    (`decode_image`: shorter side to ``resize``, centre crop)."""
+    if channels == 3:
+        return decode_image(path, size, resize)
+    return decode_image(path, size, resize, channels)
+
+
 class ImageFiles:
     """Image files decoded on demand to uint8 ``[channels, size, size]`` (module doc).
 
@@ -100,7 +108,7 @@ class ImageFiles:
 
     def decode_one(self, index: int) -> np.ndarray:
         """Image ``index`` as an evaluation image (shorter side to ``resize``, centre crop)."""
-        return decode_image(self.paths[index], self.size, self.resize, self.channels)
+        return decode_evaluation(self.paths[index], self.size, self.resize, self.channels)
 
     def decode(self) -> torch.Tensor:
         """Every image as an evaluation image, uint8 ``[N, channels, size, size]``."""
@@ -199,6 +207,7 @@ __all__ = [
     "STATS_IMAGES",
     "ImageFiles",
     "check_headers",
+    "decode_evaluation",
     "eval_resize",
     "open_image_folder",
     "stream_folder_splits",

@@ -30,8 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from slimnas.data.augment import normalize
-from slimnas.data.folder import decode_image
-from slimnas.data.image_files import ImageFiles
+from slimnas.data.image_files import ImageFiles, decode_evaluation
 from slimnas.data.loader import BatchLoader, derive_seed
 from slimnas.errors import CheckpointError, ConfigError
 
@@ -111,7 +110,8 @@ class _Decoded(Dataset):
                 seed = derive_seed(self.seed, _CROP_STREAM, epoch, index)
                 image = decode_augmented(files.paths[index], files.size, files.channels, seed)
             else:
-                image = decode_image(files.paths[index], files.size, files.resize, files.channels)
+                path = files.paths[index]
+                image = decode_evaluation(path, files.size, files.resize, files.channels)
         except ConfigError as err:
             return None, int(self.labels[index]), str(err)
         return image, int(self.labels[index]), None
