@@ -3,7 +3,8 @@
 As in slimmable networks, one BatchNorm serves every width by taking its leading channels; the
 running statistics are only meaningful for the width they were last collected at, so they are
 recalibrated per arch (`slimnas.recalibrate_bn`) before a subnet is evaluated (US-Nets §3.3,
-arXiv 1903.05134).
+arXiv 1903.05134). A BatchNorm subclass with a channel-wise tail (timm's ``BatchNormAct2d``)
+runs its ``drop`` and ``act`` after the sliced normalisation too.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimnas.dynamic.mixed import WidthMix, mix_widths
+from slimnas.space.rules import is_norm_act
 
 
 class DynamicBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -31,6 +33,8 @@ class DynamicBatchNorm(nn.modules.batchnorm._BatchNorm):
         else:
             select = self.slim_index if self.slim_index is not None else slice(0, x.shape[1])
             y = self._partial_forward(x, select)
+            if is_norm_act(self):  # timm's BatchNormAct2d: its forward's channel-wise tail
+                y = self.act(self.drop(y))
         return mix_widths(y, self.slim_mix) if self.slim_mix is not None else y
 
     def _partial_forward(self, x: torch.Tensor, select: slice | torch.Tensor) -> torch.Tensor:

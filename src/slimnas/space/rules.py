@@ -190,6 +190,33 @@ def classify(target: object, module: nn.Module | None) -> str:
     return "opaque"
 
 
+# Subclasses that override forward but compute what their torch base class does (timm's Linear
+# only adds a TorchScript branch); by ``module.qualname``, so that timm need not be imported.
+SAME_AS_BASE = {"timm.layers.linear.Linear"}
+
+
+def is_layer_subclass(module: nn.Module) -> bool:
+    """A subclass of Conv2d, Linear or BatchNorm that computes what its torch base class does
+    (it keeps the base's forward, or is listed in `SAME_AS_BASE`); traced whole, as its base."""
+    for base in (nn.Conv2d, nn.Linear, *NORM_MODULES):
+        cls = type(module)
+        if isinstance(module, base) and cls is not base:
+            return cls.forward is base.forward or f"{cls.__module__}.{cls.__qualname__}" in (
+                SAME_AS_BASE
+            )
+    return False
+
+
+def is_norm_act(module: nn.Module) -> bool:
+    """A BatchNorm followed inside the same module by channel-wise ops: timm's
+    ``BatchNormAct2d`` (``forward`` = batch norm, then ``self.drop``, then ``self.act``). Traced
+    whole as a norm (each channel stays its own), so that its channels can be sliced."""
+    if type(module) in (nn.BatchNorm2d, nn.BatchNorm1d) or not isinstance(module, NORM_MODULES):
+        return False
+    parts = [getattr(module, name, None) for name in ("drop", "act")]
+    return all(isinstance(p, nn.Module) and classify(None, p) == "pass" for p in parts)
+
+
 def _hashable(target: object) -> bool:
     try:
         hash(target)

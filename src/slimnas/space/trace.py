@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 
 
 class _Tracer(fx.Tracer):
-    """fx tracer that keeps `Choice` modules, modules with a registered rule and user-named
-    classes as leaves, and remembers which module was being traced when tracing failed."""
+    """fx tracer that keeps `Choice` modules, modules with a registered rule, user-named
+    classes, subclasses of torch's layers that compute what their base does and norm +
+    activation modules (`rules.is_layer_subclass`, `rules.is_norm_act`) as leaves, and
+    remembers which module was being traced when tracing failed."""
 
     def __init__(self, leaves: Iterable[type[nn.Module]] = ()):
         super().__init__()
@@ -39,7 +41,12 @@ class _Tracer(fx.Tracer):
         self.failed_in: str | None = None
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, self.leaves) or super().is_leaf_module(m, qualname)
+        return (
+            isinstance(m, self.leaves)
+            or rules.is_layer_subclass(m)
+            or rules.is_norm_act(m)
+            or super().is_leaf_module(m, qualname)
+        )
 
     def call_module(self, m, forward, args, kwargs):
         try:
