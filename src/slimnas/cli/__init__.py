@@ -363,7 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="trace, sample archs, cost table, export and verify")
-    demo.add_argument("--model", default="resnet20", help="reference model or tv:<name>")
+    demo.add_argument(
+        "--model", default="resnet20", help="any model.name form, as for slimnas space"
+    )
     demo.add_argument("--input", help="example input shape N,C,H,W")
     demo.add_argument("--archs", type=int, default=5, help="random archs to sample")
     demo.add_argument("--out", default="runs/demo", help="directory for the exported model")
