@@ -43,3 +43,8 @@ class PruningError(SlimnasError):
 
 class LockError(SlimnasError):
     """A run directory is in use by another process (its ``run.lock`` is held)."""
+
+
+class StorageError(SlimnasError):
+    """A file could not be written (a full disk, a read-only file system, no permission);
+    the files written before it are intact."""

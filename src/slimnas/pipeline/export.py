@@ -10,8 +10,9 @@ from torch import nn
 
 from slimnas.cost.measured import module_macs, module_params
 from slimnas.errors import ExportError
-from slimnas.io import atomic_write_text, save_tensors
+from slimnas.io import save_tensors
 from slimnas.methods.result import Result
+from slimnas.pipeline.finished import finished_files, write_finished_json
 from slimnas.run_dir import budget_slug
 from slimnas.train import distributed
 
@@ -29,12 +30,12 @@ class ExportStage:
             for result in results:
                 out = self.run_dir / "exports" / method / budget_slug(result.budget)
                 written.append(out)
-                if (out / "model.safetensors").exists():
-                    continue
+                if finished_files(out, ("arch.json",), ("model.safetensors",)):
+                    continue  # (a damaged file is set aside and the arch exported again)
                 model = self.export_inherited(result.arch, method, result.budget)
                 self.check_budget(model, result)
                 if distributed.is_main():
-                    atomic_write_text(out / "arch.json", result.arch.to_json())
+                    write_finished_json(out / "arch.json", dict(result.arch))
                     self.write_onnx(model, out / "model.onnx")
                     save_tensors(model.state_dict(), out / "model.safetensors")
         return written

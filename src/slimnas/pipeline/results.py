@@ -4,14 +4,17 @@ merged by key), into results.json and report.md."""
 from __future__ import annotations
 
 import csv
-import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from slimnas.config import PipelineConfig
 from slimnas.data.prepare import TrainingData
 from slimnas.methods.result import Result, arch_costs
+from slimnas.pipeline.finished import finished_json
 from slimnas.train import distributed
+
+log = logging.getLogger("slimnas.pipeline")
 
 
 class ResultsStage:
@@ -48,9 +51,9 @@ class ResultsStage:
         """The results of every configured method whose search finished."""
         found = {}
         for name in self.prepare().config.search.methods:
-            path = self.run_dir / "search" / f"{name}.json"
-            if path.exists():
-                found[name] = [Result.from_dict(r) for r in json.loads(path.read_text())]
+            saved = finished_json(self.run_dir / "search" / f"{name}.json")
+            if saved is not None:
+                found[name] = [Result.from_dict(r) for r in saved]
         return found
 
     def _artifacts(self) -> dict[str, Any]:
@@ -77,9 +80,10 @@ class ResultsStage:
         for method, results in self._searched().items():
             for result in results:
                 for seed in self.prepare().config.retrain.seeds:
-                    done = self.model_dir(method, result.budget, seed) / "result.json"
-                    if done.exists():
-                        rows.append(json.loads(done.read_text()))
+                    folder = self.model_dir(method, result.budget, seed)
+                    done = finished_json(folder / "result.json")
+                    if done is not None:
+                        rows.append(done)
                         continue
                     rows.append(
                         {
@@ -129,16 +133,21 @@ class ResultsStage:
         return out
 
     def _supernet_scores(self) -> dict[str, Any] | None:
-        path = self.run_dir / "supernet" / "final" / "scores.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        return finished_json(self.run_dir / "supernet" / "final" / "scores.json")
 
 
 def _seconds(metrics: Path) -> float:
     """The summed ``seconds`` column of a metrics.csv (0 when there is none)."""
     if not metrics.exists():
         return 0.0
-    with metrics.open(newline="") as handle:
-        return round(sum(float(r.get("seconds") or 0) for r in csv.DictReader(handle)), 1)
+    total = 0.0
+    try:
+        with metrics.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                total += float(row.get("seconds") or 0)
+    except (UnicodeDecodeError, ValueError, TypeError, csv.Error) as err:  # a damaged file
+        log.warning("%s is damaged (%s); its seconds are left out of the compute", metrics, err)
+    return round(total, 1)
 
 
 def _seconds_under(folder: Path) -> float | None:

@@ -4,7 +4,6 @@ weights, with or without KD), tested once at the end, its latency measured."""
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -16,8 +15,9 @@ from slimnas.cost.budget import LATENCY
 from slimnas.cost.latency.measure import measure_latencies
 from slimnas.cost.measured import module_macs, module_params
 from slimnas.cost.memory import peak_memory
-from slimnas.io import atomic_write_text, save_tensors
+from slimnas.io import load_json, save_tensors
 from slimnas.methods.result import Result
+from slimnas.pipeline.finished import finished_files, write_finished_json
 from slimnas.pipeline.prepare import latency_runtime
 from slimnas.run_dir import budget_slug, load_teacher_state
 from slimnas.supernet import Supernet
@@ -50,8 +50,10 @@ class RetrainStage:
         setup = self.setup()
         recipe = replace(p.config.retrain, seed=seed)
         out = self.model_dir(method, result.budget, seed)
-        if (out / "result.json").exists():
-            return json.loads((out / "result.json").read_text())
+        # Done when its files read back; a damaged one is set aside, and the model comes back
+        # from its last checkpoint (no step is trained again) to be tested and written again.
+        if finished_files(out, ("result.json", "arch.json"), ("model.safetensors",)):
+            return load_json(out / "result.json")
         if recipe.init == "inherit":
             model = self.export_inherited(result.arch, method, result.budget)
         else:  # the model's own initialisation at the arch's widths (train/native_init.py)
@@ -89,9 +91,9 @@ class RetrainStage:
         if distributed.is_main():
             row.update(self._measured_latency(model, result))
             save_tensors(model.state_dict(), out / "model.safetensors")
-            atomic_write_text(out / "arch.json", result.arch.to_json())
+            write_finished_json(out / "arch.json", dict(result.arch))
             self.write_onnx(model, out / "model.onnx")
-            atomic_write_text(out / "result.json", json.dumps(row, indent=1))
+            write_finished_json(out / "result.json", row)
         return row
 
     def _measured_latency(self, model: nn.Module, result: Result) -> dict[str, Any]:

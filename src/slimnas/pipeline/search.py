@@ -3,7 +3,6 @@ once; ``search/<method>.json`` holds its results (a finished method is read back
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import replace
@@ -11,7 +10,8 @@ from dataclasses import replace
 from slimnas.methods.base import Method
 from slimnas.methods.result import Result
 from slimnas.methods.scoring import ArchScorer
-from slimnas.train import buffers_kept, distributed
+from slimnas.pipeline.finished import finished_json, write_finished_json
+from slimnas.train import buffers_kept
 
 log = logging.getLogger("slimnas.pipeline")
 
@@ -39,17 +39,16 @@ class SearchStage:
         found: dict[str, list[Result]] = {}
         for name in p.config.search.methods:
             path = self.run_dir / "search" / f"{name}.json"
-            if path.exists():
-                found[name] = [Result.from_dict(r) for r in json.loads(path.read_text())]
+            saved = finished_json(path)  # a damaged file is set aside and searched again
+            if saved is not None:
+                found[name] = [Result.from_dict(r) for r in saved]
                 continue
             started = time.perf_counter()
             results = self.method(name).search(p.budgets)
             seconds = time.perf_counter() - started
             results = [replace(r, info=r.info | {"seconds": round(seconds, 2)}) for r in results]
             results = self._report_scores(name, results)
-            if distributed.is_main():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self.setup().write_json(path, [r.to_dict() for r in results])
+            write_finished_json(path, [r.to_dict() for r in results])
             found[name] = results
             log.info("%s: %d archs in %.0f s", name, len(results), seconds)
         return found

@@ -3,16 +3,15 @@ method that searches it), its held-out scores, and exports of archs with a super
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from torch import nn
 
 from slimnas.cost import macs
-from slimnas.io import atomic_write_text
 from slimnas.methods.base import train_sandwich
 from slimnas.methods.baselines import nearest_uniform_arch
 from slimnas.methods.setup import load_weights
+from slimnas.pipeline.finished import finished_files, write_finished_json
 from slimnas.space.units import Arch
 from slimnas.supernet import Supernet
 from slimnas.train import buffers_kept, distributed, evaluate, recalibrate_bn
@@ -27,7 +26,8 @@ class SupernetStage:
             return self._supernet
         final = self.run_dir / "supernet" / "final"
         supernet = self.new_supernet()
-        if (final / "supernet.json").exists():
+        # A damaged file is set aside: the last training checkpoint gives the supernet again.
+        if finished_files(final, ("supernet.json", "scores.json"), ("supernet.safetensors",)):
             self._supernet = load_weights(supernet, final)
             return self._supernet
         trained = self.prepare().config.supernet.epochs == 0  # model.weights as they are
@@ -40,7 +40,7 @@ class SupernetStage:
             scores = self._score_supernet(supernet)
         if distributed.is_main():
             supernet.save(final)
-            atomic_write_text(final / "scores.json", json.dumps(scores, indent=1))
+            write_finished_json(final / "scores.json", scores)
         self._supernet = supernet
         return supernet
 

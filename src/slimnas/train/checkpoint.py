@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from slimnas.errors import CheckpointError, ConfigError
+from slimnas.io import write_failed
 from slimnas.train.state_tree import join_state, split_state
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,6 @@ def save_checkpoint(
     from safetensors.torch import save
 
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     tree, tensors = split_state(state)
     # Cloned apart: safetensors refuses tensors sharing storage (tied weights).
     blob = save({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()})
@@ -115,6 +115,18 @@ def save_checkpoint(
         "state": tree,
     }
     final = checkpoint_path(run_dir, step)
+    try:
+        _write_checkpoint(run_dir, final, blob, meta)
+    except OSError as err:  # a full disk: the checkpoints before this one are untouched
+        raise write_failed(final, err) from None
+    for _, old in checkpoint_dirs(run_dir)[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _write_checkpoint(run_dir: Path, final: Path, blob: bytes, meta: dict[str, Any]) -> None:
+    """Write ``final`` through a hidden temporary directory renamed into place."""
+    run_dir.mkdir(parents=True, exist_ok=True)
     for stale in run_dir.glob(".ckpt-*.tmp"):
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=run_dir))
@@ -134,9 +146,6 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    for _, old in checkpoint_dirs(run_dir)[:-keep_last]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

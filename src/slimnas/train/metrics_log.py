@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from slimnas.errors import ConfigError
-from slimnas.io import atomic_write_text
+from slimnas.io import atomic_write_text, write_failed
 
 log = logging.getLogger(__name__)
 
@@ -110,15 +110,18 @@ class MetricsLog:
 
     def append(self, row: Mapping[str, Any]) -> None:
         """Write one row (flushed, so a kill loses at most the row being written)."""
-        if self.columns is None:
-            self.columns = list(row)
-            self._writer.writerow(self.columns)
-        extra = [k for k in row if k not in self.columns and k not in self._warned]
-        if extra:
-            log.warning("metrics %s are not columns of %s; dropped", extra, self.path)
-            self._warned.update(extra)
-        self._writer.writerow([_cell(row.get(c)) for c in self.columns])
-        self._handle.flush()
+        try:
+            if self.columns is None:
+                self.columns = list(row)
+                self._writer.writerow(self.columns)
+            extra = [k for k in row if k not in self.columns and k not in self._warned]
+            if extra:
+                log.warning("metrics %s are not columns of %s; dropped", extra, self.path)
+                self._warned.update(extra)
+            self._writer.writerow([_cell(row.get(c)) for c in self.columns])
+            self._handle.flush()
+        except OSError as err:  # a full disk: a torn last row is dropped on resume
+            raise write_failed(self.path, err) from None
         if self._board is not None:
             step = int(row["step"])
             for column in self.columns:
@@ -132,7 +135,10 @@ class MetricsLog:
             self._board.flush()
 
     def close(self) -> None:
-        self._handle.close()
+        try:
+            self._handle.close()
+        except OSError as err:  # the row a full disk refused is still buffered: drop it
+            log.warning("could not close %s: %s", self.path, err)
         if self._board is not None:
             self._board.close()
 

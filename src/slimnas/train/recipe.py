@@ -24,10 +24,12 @@ def trainer_from_recipe(
     resume: bool,
     progress: bool = True,
     config: Mapping[str, Any] | None = None,
+    fallback: bool = True,
 ) -> Trainer:
     """A `Trainer` for ``model`` on ``loader`` with the optimizer, schedule (warm-up given in
     epochs), checkpointing and seed of ``recipe``; the step carries its own loss (label
-    smoothing included)."""
+    smoothing included). On resume a damaged newest checkpoint is set aside (``*.corrupt``,
+    with a warning naming it) and the newest good one is used (``fallback``)."""
     return Trainer(
         model,
         loader,
@@ -50,6 +52,7 @@ def trainer_from_recipe(
         tensorboard=recipe.tensorboard,
         progress=progress,
         resume=resume,
+        fallback=fallback,
         config=config,
     )
 
