@@ -8,7 +8,8 @@ import logging
 import re
 from pathlib import Path
 
-from slimnas.errors import ConfigError
+from slimnas.errors import CheckpointError, ConfigError
+from slimnas.io import load_json
 from slimnas.train.checkpoint import checkpoint_dirs
 
 log = logging.getLogger(__name__)
@@ -47,11 +48,16 @@ def check_resumed_config(
     Raises:
         ConfigError: a setting that fixes the model or the batches differs.
     """
-    try:
-        saved = json.loads((run_dir / "config.json").read_text())
-        old = {f"{s}.{k}": v for s, table in saved.items() for k, v in table.items()}
-    except (OSError, ValueError, AttributeError):
+    path = run_dir / "config.json"
+    if not path.exists():
         return
+    saved = load_json(path)  # damaged: one line naming it, never a silent mix of two configs
+    try:
+        old = {f"{s}.{k}": v for s, table in saved.items() for k, v in table.items()}
+    except AttributeError:
+        raise CheckpointError(
+            f"{path} is not a slimnas config (damaged?); restore it, or use a new run directory"
+        ) from None
     new = {f"{s}.{k}": v for s, table in config.items() for k, v in table.items()}
     ignored = set(free)
     if new["model.num_classes"] is None:

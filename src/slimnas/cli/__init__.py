@@ -18,6 +18,7 @@ User mistakes print one line and exit with status 2; nothing already written is 
 from __future__ import annotations
 
 import argparse
+import errno
 import itertools
 import json
 import logging
@@ -34,12 +35,16 @@ from slimnas.configured_model import build_checked, image_channels
 from slimnas.data.augment import normalize
 from slimnas.data.prepare import load_training_data, make_loader, resolve_device
 from slimnas.errors import ConfigError, SlimnasError
+from slimnas.io import write_failed
 from slimnas.models.build import build_model
 from slimnas.run_dir import build_model_of, check_resumed_config, check_run_dir
 from slimnas.run_lock import check_unlocked_on_main, lock_run_dir
 from slimnas.settings import parse_table
 
 log = logging.getLogger("slimnas")
+
+# The OS errors of a machine, not of slimnas: a full disk or quota, a read-only file system.
+_STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 def _parse_shape(text: str | None, default: tuple[int, ...]) -> tuple[int, ...]:
@@ -476,6 +481,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)
     except SlimnasError as err:
         print(f"slimnas: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in _STORAGE_ERRNOS:
+            raise
+        # A write no slimnas.io call made (a library's own file): the same one line.
+        print(f"slimnas: error: {write_failed(err.filename or '(a file)', err)}", file=sys.stderr)
         return 2
 
 

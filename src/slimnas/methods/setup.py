@@ -34,7 +34,7 @@ import torch
 from slimnas.data.iterable import IterableBatches, images_between
 from slimnas.data.prepare import TrainingData, is_split, make_loader
 from slimnas.errors import ConfigError, SlimnasError
-from slimnas.io import atomic_write_text
+from slimnas.io import atomic_write_text, load_json
 from slimnas.methods.scoring import ArchScorer
 from slimnas.train import Trainer, checkpoint_dirs, distributed
 from slimnas.train.recipe import trainer_from_recipe
@@ -226,10 +226,14 @@ class Setup:
 
 
 def read_json(path: Path | None) -> Any:
-    """The JSON at ``path``, or None when there is none."""
+    """The JSON at ``path``, or None when there is none.
+
+    Raises:
+        CheckpointError: the file is damaged (truncated, altered, a pickle); names it.
+    """
     if path is None or not path.exists():
         return None
-    return json.loads(path.read_text())
+    return load_json(path)
 
 
 def epoch_means(path: Path, columns: tuple[str, ...]) -> list[dict[str, float]]:
