@@ -219,3 +219,27 @@ def test_ctrl_c_gives_the_lock_back(tmp_path) -> None:
     process.communicate(timeout=120)
     assert process.returncode != 0
     assert not (run_dir / LOCK_NAME).exists()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_all_stop_on_a_held_directory(holder, tmp_path) -> None:
+    """Under torchrun (2 gloo ranks) only rank 0 tries the lock; both ranks stop with exit 2
+    rather than rank 1 waiting for rank 0 in a collective."""
+    process, run_dir = holder
+    toml = tmp_path / "train.toml"
+    toml.write_text(
+        f'[data]\nmax_train_images = 100\n[train]\nbatch_size = 20\n[run]\ndir = "{run_dir}"\n'
+    )
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
+    command += [f"--master_port={free_port()}", "-m", "slimnas.cli", "train", str(toml)]
+    done = subprocess.run(command, env=env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert f"is in use by PID {process.pid}" in done.stderr
+    assert "rank 0 could not use run.dir" in done.stderr  # rank 1 stopped too
+    assert sorted(p.name for p in run_dir.iterdir()) == [LOCK_NAME]
