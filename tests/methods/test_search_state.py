@@ -78,9 +78,7 @@ def uninterrupted(scored_space):
     return found
 
 
-@pytest.mark.parametrize(
-    ("name", "stop_at"), [("random", 2), ("evolution", 2), ("evolution", 5)]
-)
+@pytest.mark.parametrize(("name", "stop_at"), [("random", 2), ("evolution", 2), ("evolution", 5)])
 def test_a_stopped_search_resumes_to_the_same_results(
     scored_space, uninterrupted, tmp_path: Path, name: str, stop_at: int
 ) -> None:
