@@ -49,6 +49,7 @@ def trainer_from_recipe(
         keep_last=recipe.keep_last,
         seed=recipe.seed,
         amp=recipe.amp,
+        channels_last=recipe.channels_last,
         tensorboard=recipe.tensorboard,
         progress=progress,
         resume=resume,
