@@ -81,7 +81,7 @@ class SearchConfig(Section):
     def __post_init__(self) -> None:
         from slimnas.methods.base import default_methods, method_class
 
-        if not self.methods:
+        if self.methods == ():  # unset; an empty or false value given is refused below
             object.__setattr__(self, "methods", tuple(default_methods()))
         super().__post_init__()
         options = dict(self.options)

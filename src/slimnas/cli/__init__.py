@@ -362,8 +362,21 @@ def cmd_latency_table(args: argparse.Namespace) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, whose usage errors are one line (``slimnas run: error: ...``, exit 2) like
+    every other mistake, instead of the usage text and then the error; an option is never
+    taken for an abbreviation (``--res`` is not ``--resume``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="slimnas", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="slimnas", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -18,7 +18,7 @@ from slimnas.cost.latency.measure import check_target, onnxruntime_available
 from slimnas.cost.latency.table import LatencyTarget, load_latency_target
 from slimnas.data.augment import normalize
 from slimnas.data.prepare import TrainingData, load_training_data, resolve_device
-from slimnas.errors import ConfigError
+from slimnas.errors import CheckpointError, ConfigError
 from slimnas.io import atomic_write_text
 from slimnas.methods.setup import Setup
 from slimnas.run_dir import build_model_of, check_resumed_config, load_teacher_state
@@ -103,7 +103,10 @@ class PrepareStage:
         example = normalize(data.train[0][:1], data.mean, data.std)
         config, model = build_checked(config, data, example, config.supernet.seed)
         if config.model.weights is not None:
-            load_trained(model, config.model.weights)  # CheckpointError: one line, exit 2
+            try:
+                load_trained(model, config.model.weights)
+            except CheckpointError as err:  # one line that names the setting, exit 2
+                raise CheckpointError(f"model.weights: {err}") from None
         space = self._space(config, model, example)
         if config.retrain.teacher is not None:
             state = load_teacher_state(Path(config.retrain.teacher))
@@ -188,14 +191,17 @@ class PrepareStage:
         check_target(latency_runtime(options), options.latency_device, options.latency_threads)
         if options.latency_table is None:
             return None
-        target = load_latency_target(
-            options.latency_table,
-            runtime=options.latency_runtime,
-            threads=options.latency_threads,
-            batch=options.latency_batch,
-            device=options.latency_device,
-        )
-        target.calibration(space)  # refuses a table built for another model
+        try:
+            target = load_latency_target(
+                options.latency_table,
+                runtime=options.latency_runtime,
+                threads=options.latency_threads,
+                batch=options.latency_batch,
+                device=options.latency_device,
+            )
+            target.calibration(space)  # refuses a table built for another model
+        except ConfigError as err:  # one line that names the setting
+            raise ConfigError(f"search.latency_table: {err}") from None
         return target
 
     def setup(self, folder: Path | None = None) -> Setup:
