@@ -72,9 +72,40 @@ def init_from_env(timeout: timedelta | None = None) -> torch.device:
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     options = {} if timeout is None else {"timeout": timeout}
-    dist.init_process_group(backend=backend, init_method="env://", **options)
+    store = _attempt_store(timeout)
+    if store is None:
+        dist.init_process_group(backend=backend, init_method="env://", **options)
+    else:
+        dist.init_process_group(
+            backend=backend,
+            store=store,
+            rank=int(os.environ["RANK"]),
+            world_size=int(os.environ["WORLD_SIZE"]),
+            **options,
+        )
     log.info("rank %d of %d on %s (%s)", rank(), world_size(), _default_device(), backend)
     return _default_device()
+
+
+def _attempt_store(timeout: timedelta | None) -> Any:
+    """The torchrun agent's store, seen through a prefix of this attempt, or None when the
+    agent does not host one.
+
+    After a worker dies, torchrun (``--max-restarts``) starts every rank again against the same
+    agent store; with the keys of the dead attempt still there, gloo's ranks could read the
+    addresses the dead ranks published and time out connecting to them. Each attempt's keys
+    are kept apart by its ``TORCHELASTIC_RESTART_COUNT``.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != str(True):
+        return None
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        is_master=False,
+        timeout=timeout or timedelta(minutes=30),
+    )
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return dist.PrefixStore(f"/slimnas/attempt_{attempt}", store)
 
 
 def rank() -> int:
