@@ -4,7 +4,6 @@ line that names the setting (or the argument), no traceback, and no run director
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from hypothesis import strategies as st
 from slimnas.cli import main
 from slimnas.config import PipelineConfig, schema
 from slimnas.errors import ConfigError
-from tests.helpers.faults import TINY_RUN
+from tests.helpers.faults import toml_value, write_config
 
 SETTINGS = [(key, rule) for key, _, rule, _ in schema(PipelineConfig) if key != "run.dir"]
 SETTINGS_BY_KEY = dict(SETTINGS)
@@ -52,51 +51,6 @@ def invalid_setting(draw) -> tuple[str, Any]:
     key, rule = draw(st.sampled_from(SETTINGS))
     value = draw(VALUES.filter(lambda v: rejected(rule, v)))
     return key, value
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{escaped}"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    items = ", ".join(f"{toml_value(str(k))} = {toml_value(v)}" for k, v in value.items())
-    return "{" + items + "}"
-
-
-def write_config(path: Path, run_dir: Path, key: str | None = None, value: Any = None) -> None:
-    """`TINY_RUN` as TOML at ``path``, with ``key`` (``section.key`` or ``section.table.key``)
-    set to ``value``."""
-    tables: dict[str, dict] = {s: dict(t) for s, t in TINY_RUN.items()}
-    tables["search"] = {
-        k: dict(v) if isinstance(v, dict) else v for k, v in tables["search"].items()
-    }
-    tables["run"] = {"dir": str(run_dir)}
-    if key is not None:
-        section, *rest = key.split(".")
-        table = tables.setdefault(section, {})
-        for part in rest[:-1]:
-            table = table.setdefault(part, {})
-        table[rest[-1]] = value
-    lines = []
-    for section, table in tables.items():
-        lines.append(f"[{section}]")
-        nested = {
-            k: v
-            for k, v in table.items()
-            if isinstance(v, dict) and f"{section}.{k}" not in SETTINGS_BY_KEY
-        }
-        lines += [f"{k} = {toml_value(v)}" for k, v in table.items() if k not in nested]
-        for name, inner in nested.items():
-            lines.append(f"[{section}.{name}]")
-            lines += [f"{k} = {toml_value(v)}" for k, v in inner.items()]
-    path.write_text("\n".join(lines) + "\n")
 
 
 def fresh(tmp_path: Path) -> tuple[Path, Path]:

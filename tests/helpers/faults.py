@@ -4,11 +4,12 @@ results.json reduced to what must not change across a resume (timings and latenc
 
 from __future__ import annotations
 
+import math
 import pickle
 from pathlib import Path
 from typing import Any
 
-from slimnas.config import PipelineConfig
+from slimnas.config import PipelineConfig, schema
 
 TINY_RUN = {
     "data": {"heldout": 0.25, "max_train_images": 160, "max_test_images": 80},
@@ -25,6 +26,7 @@ TINY_RUN = {
 }
 
 CORRUPTIONS = ("truncate", "bitflip", "pickle")
+SETTING_KEYS = {key for key, _, _, _ in schema(PipelineConfig)}
 
 # results.json keys whose values are wall-clock measurements (different on every run).
 TIMED = ("seconds", "latency")
@@ -98,3 +100,48 @@ def comparable(value: Any) -> Any:
     if isinstance(value, list):
         return [comparable(v) for v in value]
     return value
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    items = ", ".join(f"{toml_value(str(k))} = {toml_value(v)}" for k, v in value.items())
+    return "{" + items + "}"
+
+
+def write_config(path: Path, run_dir: Path, key: str | None = None, value: Any = None) -> None:
+    """`TINY_RUN` as TOML at ``path``, with ``key`` (``section.key`` or ``section.table.key``)
+    set to ``value``."""
+    tables: dict[str, dict] = {s: dict(t) for s, t in TINY_RUN.items()}
+    tables["search"] = {
+        k: dict(v) if isinstance(v, dict) else v for k, v in tables["search"].items()
+    }
+    tables["run"] = {"dir": str(run_dir)}
+    if key is not None:
+        section, *rest = key.split(".")
+        table = tables.setdefault(section, {})
+        for part in rest[:-1]:
+            table = table.setdefault(part, {})
+        table[rest[-1]] = value
+    lines = []
+    for section, table in tables.items():
+        lines.append(f"[{section}]")
+        nested = {
+            k: v
+            for k, v in table.items()
+            if isinstance(v, dict) and f"{section}.{k}" not in SETTING_KEYS
+        }
+        lines += [f"{k} = {toml_value(v)}" for k, v in table.items() if k not in nested]
+        for name, inner in nested.items():
+            lines.append(f"[{section}.{name}]")
+            lines += [f"{k} = {toml_value(v)}" for k, v in inner.items()]
+    path.write_text("\n".join(lines) + "\n")
