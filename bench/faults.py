@@ -19,7 +19,7 @@ many were tried and how many the run survived with nothing lost, and what the ca
 - ``torchrun_kill``: 2 gloo ranks under ``torchrun --max-restarts 1``, rank 1 SIGKILLed
   mid-epoch: the job ends with the weights of an uninterrupted one, bit for bit.
 
-    .venv/bin/python bench/faults.py [--kills 12] [--seed 0] [--only sigkill,full_disk,...]
+    .venv/bin/python bench/faults.py [--kills 15] [--seed 0] [--only sigkill,full_disk,...]
 
 About 15 minutes on 2 busy cores (most of it the SIGKILL chains).
 """
@@ -364,7 +364,7 @@ def torchrun_kill(folder: Path, tally: Tally) -> None:
 
 def main_bench() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kills", type=int, default=12, help="SIGKILLs in all (>= 10)")
+    parser.add_argument("--kills", type=int, default=15, help="SIGKILLs in all (>= 10)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--disk-points", type=int, default=6)
     parser.add_argument("--only", help="comma-separated fault classes")
@@ -376,7 +376,7 @@ def main_bench() -> None:
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="slimnas-faults-") as tmp:
         folder = Path(tmp)
-        wide = max(1, args.kills - 4)
+        wide = max(1, args.kills - len(OPS_POINTS))
         classes = {
             "sigkill": lambda: (
                 sigkill_chain(folder, "wide", WIDE, WIDE_POINTS, wide, rng, tally),
