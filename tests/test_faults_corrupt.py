@@ -112,3 +112,39 @@ def test_a_damaged_file_is_recomputed_or_named(finished, tmp_path, kind, how, ca
 @pytest.mark.parametrize(("kind", "how"), EVERY_WAY)
 def test_every_damage_is_recomputed_or_named(finished, tmp_path, kind, how, capsys) -> None:
     resume_damaged(finished, tmp_path, kind, how, capsys)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", CORRUPTIONS)
+def test_a_damaged_newest_checkpoint_resumes_from_the_one_before(tmp_path, how, caplog) -> None:
+    every_step = {"supernet__checkpoint_every": 1}
+    Pipeline(tiny_run_config(tmp_path / "whole", **every_step), progress=False).run()
+    whole = json.loads((tmp_path / "whole" / "results.json").read_text())
+    run_dir = tmp_path / "stopped"
+    config = tmp_path / "run.toml"
+    config.write_text(toml_of(tiny_run_config(run_dir, supernet__max_steps=2, **every_step)))
+    assert main(["run", str(config)]) == 0  # stopped at max_steps, after checkpoints 1 and 2
+    newest = run_dir / "supernet" / "ckpt-00000002" / "tensors.safetensors"
+    corrupt(newest, how, tmp_path / "code-ran")
+    config.write_text(toml_of(tiny_run_config(run_dir, **every_step)))
+    assert main(["run", str(config), "--resume"]) == 0
+    assert "ckpt-00000002" in caplog.text  # the warning names the one set aside
+    assert (run_dir / "supernet" / "ckpt-00000002.corrupt").exists()
+    assert not (tmp_path / "code-ran").exists()
+    after = json.loads((run_dir / "results.json").read_text())
+    assert comparable(after) == comparable(whole)
+
+
+@pytest.mark.parametrize("how", CORRUPTIONS)
+def test_a_damaged_latency_table_is_one_line(tmp_path, how, capsys) -> None:
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps({"format": "slimnas-latency-table", "layouts": {}, "targets": []}))
+    corrupt(table, how, tmp_path / "code-ran")
+    config = tmp_path / "run.toml"
+    config.write_text(toml_of(tiny_run_config(tmp_path / "run", search__latency_table=str(table))))
+    capsys.readouterr()
+    for argv in (["run", str(config)], ["latency-table", str(config)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "table.json" in err, err
+    assert not (tmp_path / "code-ran").exists() and not (tmp_path / "run").exists()
