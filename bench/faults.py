@@ -19,7 +19,7 @@ many were tried and how many the run survived with nothing lost, and what the ca
 - ``torchrun_kill``: 2 gloo ranks under ``torchrun --max-restarts 1``, rank 1 SIGKILLed
   mid-epoch: the job ends with the weights of an uninterrupted one, bit for bit.
 
-    .venv/bin/python bench/faults.py [--kills 15] [--seed 0] [--only sigkill,full_disk,...]
+    .venv/bin/python bench/faults.py [--kills 16] [--seed 0] [--only sigkill,full_disk,...]
 
 About 15 minutes on 2 busy cores (most of it the SIGKILL chains).
 """
@@ -70,6 +70,7 @@ WIDE = {
         "magnitude",
         "torch_pruning",
         "tas",
+        "tas_width",
         "joslim",
     ],
     "search__torch_pruning": {"steps": 20},
@@ -91,6 +92,7 @@ WIDE_POINTS = [
     ("evolution", "search/random.json", 0.8),
     ("torch_pruning", "search/magnitude.json", 1.5),
     ("tas", "search/tas", 1.5),
+    ("tas_width", "search/tas.json", 1.5),
     ("joslim", "search/joslim", 3.0),
     ("export", "exports", 1.0),
     ("retrain", "models", 4.0),
@@ -364,7 +366,7 @@ def torchrun_kill(folder: Path, tally: Tally) -> None:
 
 def main_bench() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kills", type=int, default=15, help="SIGKILLs in all (>= 10)")
+    parser.add_argument("--kills", type=int, default=16, help="SIGKILLs in all (>= 10)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--disk-points", type=int, default=6)
     parser.add_argument("--only", help="comma-separated fault classes")

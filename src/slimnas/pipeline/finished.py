@@ -43,7 +43,7 @@ def _load_checked(path: Path) -> Any:
     value = load_json(path)
     digest = _digest_file(path)
     if digest.exists():
-        expected = digest.read_text().strip()
+        expected = digest.read_bytes().decode("ascii", errors="replace").strip()
         if hashlib.sha256(path.read_bytes()).hexdigest() != expected:
             raise CheckpointError(
                 f"{path} does not match its checksum {digest.name}: it is corrupted"
