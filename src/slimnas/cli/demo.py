@@ -3,6 +3,7 @@ the supernet and ONNX Runtime, on the built-in images when the model takes CIFAR
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -11,7 +12,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from slimnas.cli.model_options import parse_shape
 from slimnas.errors import ConfigError, SlimnasError
+from slimnas.models.build import build_model
 
 
 def _builtin_batches(shape: tuple[int, ...], count: int = 5, size: int = 64) -> list:
@@ -105,4 +108,23 @@ def run_demo(name: str, model: torch.nn.Module, shape: tuple[int, ...], args: An
     return 0
 
 
-__all__ = ["run_demo"]
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the demo on ``args.model``; returns the exit status."""
+    model, default = build_model(args.model, "--model")
+    return run_demo(args.model, model, parse_shape(args.input, default), args)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``demo`` command to the subcommands ``sub``."""
+    demo = sub.add_parser("demo", help="trace, sample archs, cost table, export and verify")
+    demo.add_argument(
+        "--model", default="resnet20", help="any model.name form, as for slimnas space"
+    )
+    demo.add_argument("--input", help="example input shape N,C,H,W")
+    demo.add_argument("--archs", type=int, default=5, help="random archs to sample")
+    demo.add_argument("--out", default="runs/demo", help="directory for the exported model")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(run=cmd_demo)
+
+
+__all__ = ["cmd_demo", "register", "run_demo"]
