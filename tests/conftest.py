@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
 
 from slimnas.cost.measured import module_macs
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One pytest-xdist worker per core (`-n 2` on the 2-core CI machine): each worker and the
+    # `slimnas` processes its tests start get one thread, so the workers do not oversubscribe.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 def _randomise_bn(model: nn.Module, generator: torch.Generator) -> None:
