@@ -17,7 +17,7 @@ from slimnas.configured_model import build_checked, image_channels
 from slimnas.data.augment import normalize
 from slimnas.data.prepare import load_training_data, make_loader, resolve_device
 from slimnas.errors import ConfigError
-from slimnas.run_dir import build_model_of, check_resumed_config, check_run_dir
+from slimnas.run_dir import check_resumed_config, check_run_dir
 from slimnas.run_lock import check_unlocked_on_main, lock_run_dir
 
 
@@ -29,14 +29,16 @@ def _evaluation_line(split: str, arch: str, result, params: int, macs: int | Non
     )
 
 
-def _build_network(config, example: torch.Tensor) -> tuple[torch.nn.Module, Any, Any]:
-    """``(model, supernet, step)``: the model seeded by ``train.seed``; for a supernet, the
-    `Supernet` traced on ``example`` (as the model) and its sandwich step, else None, None."""
+def _build_network(
+    config, model: torch.nn.Module, example: torch.Tensor
+) -> tuple[torch.nn.Module, Any, Any]:
+    """``(model, supernet, step)``: ``model`` (built by `build_checked` with ``train.seed``);
+    for a supernet, the `Supernet` traced on ``example`` (as the model) and its sandwich step,
+    else None, None."""
     from slimnas.space import trace
     from slimnas.supernet import Supernet
     from slimnas.train.slimmable import recipe_sandwich_step
 
-    model = build_model_of(config, config.train.seed)
     if not config.train.supernet:
         return model, None, None
     supernet = Supernet(model, trace(model, example))
@@ -97,7 +99,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     device = resolve_device(cfg_train)
     data = load_training_data(config.data, channels=image_channels(config))
     example = normalize(data.train[0][:1], data.mean, data.std)
-    config, _ = build_checked(config, data, example, cfg_train.seed)  # before writing anything
+    config, model = build_checked(config, data, example, cfg_train.seed)  # before writing
     if len(data.train[1]) < cfg_train.batch_size:
         raise ConfigError(
             f"train.batch_size {cfg_train.batch_size} is more than the {len(data.train[1])} "
@@ -107,12 +109,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     lock = lock_run_dir(run_dir)  # held until this command ends, however it ends
     try:
         check_run_dir(run_dir, args.resume)  # again: a run that started meanwhile and ended
-        return _train(args, config, data, device, run_dir)
+        return _train(args, config, model, data, device, run_dir)
     finally:
         lock.release()
 
 
-def _train(args: argparse.Namespace, config, data, device, run_dir: Path) -> int:
+def _train(
+    args: argparse.Namespace, config, model: torch.nn.Module, data, device, run_dir: Path
+) -> int:
     """`cmd_train` once the config is checked and the run directory locked."""
     from slimnas.data import BatchLoader, normalize
     from slimnas.io import atomic_write_text
@@ -135,7 +139,8 @@ def _train(args: argparse.Namespace, config, data, device, run_dir: Path) -> int
             world_size=distributed.world_size() if train else 1,
         )
 
-    model, supernet, step = _build_network(config, normalize(train_x[:2], data.mean, data.std))
+    example = normalize(train_x[:2], data.mean, data.std)
+    model, supernet, step = _build_network(config, model, example)
     model.to(device)
     loader = batches(train_x, train_y, train=True)
     trainer = trainer_from_recipe(
