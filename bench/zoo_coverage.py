@@ -12,11 +12,10 @@ Prints a table and ends with ``zoo_coverage: N/M``.
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 
-import torch
 import torchvision
+from export_coverage import Row, check_exports, print_coverage
 
 import slimnas
 
@@ -29,29 +28,17 @@ def input_size(name: str) -> int:
     return 224 if name.startswith(TRANSFORMERS) else 64
 
 
-def check(name: str) -> tuple[str, int, int, str]:
+def params_differ(space, arch, small, x) -> str | None:
+    exact = sum(p.numel() for p in small.parameters()) == slimnas.params(space, arch)
+    return None if exact else "params differ"
+
+
+def check(name: str) -> Row:
     kwargs = {"init_weights": False} if name in ("googlenet", "inception_v3") else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = torchvision.models.get_model(name, **kwargs).eval()
-    size = input_size(name)
-    try:
-        space = slimnas.trace(model, torch.randn(1, 3, size, size))
-    except slimnas.TraceError as err:
-        return name, 0, 0, f"unsupported: {err}"
-    supernet = slimnas.Supernet(model, space).eval()
-    generator = torch.Generator().manual_seed(0)
-    worst = 0.0
-    for arch in (space.min_arch(), space.max_arch(), space.sample(generator)):
-        supernet.activate(arch)
-        small = supernet.export(arch).eval()
-        x = torch.randn(1, 3, size, size, generator=generator)
-        with torch.no_grad():
-            worst = max(worst, (small(x) - supernet(x)).abs().max().item())
-        if sum(p.numel() for p in small.parameters()) != slimnas.params(space, arch):
-            return name, len(space.channel_units()), len(space.depth_units()), "params differ"
-    status = "supported" if worst <= 1e-4 else f"export differs by {worst:.2e}"
-    return name, len(space.channel_units()), len(space.depth_units()), status
+    return check_exports(name, model, input_size(name), params_differ, error_chars=None)
 
 
 def main() -> None:
@@ -59,18 +46,7 @@ def main() -> None:
     parser.add_argument("models", nargs="*", help="model names (default: all)")
     args = parser.parse_args()
     names = args.models or torchvision.models.list_models(module=torchvision.models)
-    print(f"{'model':<22} {'channel units':>13} {'depth units':>11}  status")
-    supported = 0
-    start = time.perf_counter()
-    for name in names:
-        try:
-            row = check(name)
-        except Exception as err:  # a bench reports every failure instead of stopping
-            row = (name, 0, 0, f"error: {type(err).__name__}: {str(err).splitlines()[0][:80]}")
-        supported += row[3] == "supported"
-        print(f"{row[0]:<22} {row[1]:>13} {row[2]:>11}  {row[3]}", flush=True)
-    print(f"\n{supported} of {len(names)} supported in {time.perf_counter() - start:.0f} s")
-    print(f"zoo_coverage: {supported}/{len(names)}")
+    print_coverage(names, check, "zoo_coverage", width=22)
 
 
 if __name__ == "__main__":
