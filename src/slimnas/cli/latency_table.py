@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from slimnas.cli.set_option import add_set_option
 from slimnas.configured_model import build_checked, image_channels
 from slimnas.data.prepare import load_training_data
 from slimnas.errors import ConfigError
@@ -103,11 +104,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="measure the whole-arch calibration again (the machine's speed changed)",
     )
-    table.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a config value, e.g. --set space.min_ratio=0.5",
-    )
+    add_set_option(table, "space.min_ratio=0.5")
     table.set_defaults(run=cmd_latency_table)

@@ -7,6 +7,7 @@ import logging
 import time
 from pathlib import Path
 
+from slimnas.cli.set_option import add_set_option
 from slimnas.errors import ConfigError
 
 # The pipeline stages each command runs (earlier stages are reused when finished).
@@ -58,12 +59,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     for name, text in helps.items():
         command = sub.add_parser(name, help=text)
         command.add_argument("config", help="TOML file (see docs/pipeline.md)")
-        command.add_argument(
-            "--set",
-            action="append",
-            default=[],
-            metavar="SECTION.KEY=VALUE",
-            help="override a config value, e.g. --set search.budgets=macs<=50%%",
-        )
+        add_set_option(command, "search.budgets=macs<=50%%")
         command.add_argument("--resume", action="store_true", help="continue the run in run.dir")
         command.set_defaults(run=cmd_pipeline)

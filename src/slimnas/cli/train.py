@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from slimnas.cli.set_option import add_set_option
 from slimnas.configured_model import build_checked, image_channels
 from slimnas.data.augment import normalize
 from slimnas.data.prepare import load_training_data, make_loader, resolve_device
@@ -203,12 +204,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``train`` command to the subcommands ``sub``."""
     train = sub.add_parser("train", help="train a model or a slimmable supernet from a TOML config")
     train.add_argument("config", help="TOML file (see docs/config.md)")
-    train.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a config value, e.g. --set train.lr=0.05 (repeatable)",
-    )
+    add_set_option(train, "train.lr=0.05 (repeatable)")
     train.add_argument("--resume", action="store_true", help="continue the run in run.dir")
     train.set_defaults(run=cmd_train)
