@@ -11,7 +11,8 @@ released AutoSlim configs lost in-place distillation that way: a misspelt key no
 
 Each field carries its rule (type, range or choices) and a one-line doc in its metadata;
 `schema` lists them, and docs/config.md documents every one with its default. The ``[model]``
-section and the forms of ``model.name`` live in `slimnas.config_model`.
+section and the forms of ``model.name`` live in `slimnas.config_model`, the ``[data]``
+section in `slimnas.config_data`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from slimnas.config_data import CIFAR_SIZE as CIFAR_SIZE  # re-exported: the old home
+from slimnas.config_data import DATA_SOURCES as DATA_SOURCES
+from slimnas.config_data import DataConfig, PipelineDataConfig
 from slimnas.config_model import RANK_CRITERIA as RANK_CRITERIA  # re-exported: the old home
 from slimnas.config_model import ModelConfig, PipelineModelConfig
 from slimnas.errors import ConfigError
@@ -43,56 +47,6 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
         import tomli as tomllib
     except ModuleNotFoundError:
         tomllib = None
-
-DATA_SOURCES = ("builtin", "cifar10", "cifar100", "folder")
-CIFAR_SIZE = 32  # the side of every image of the built-in set and of CIFAR-10/100
-
-
-@dataclass(frozen=True)
-class DataConfig(Section):
-    section: ClassVar[str] = "data"
-
-    source: str = _choice("builtin", DATA_SOURCES, "where the images come from")
-    root: str | None = _text(
-        None,
-        "cifar10/cifar100: the folder holding the binary version; folder: the folder holding "
-        "train/<class>/ (and optionally val/<class>/ as test split); unused by builtin",
-        optional=True,
-    )
-    image_size: int | None = _integer(
-        None, 1, "side of the square images; 32 for builtin and CIFAR, required for folder", True
-    )
-    heldout: float = _number(
-        0.0,
-        "a number in [0, 1)",
-        _share,
-        "share of each class of the training data held out for validation (and search)",
-    )
-    seed: int = _integer(0, 0, "seed of the held-out split and of the subsets below")
-    max_train_images: int | None = _integer(
-        None, 1, "use a class-balanced subset of this many training images (quick runs)", True
-    )
-    max_test_images: int | None = _integer(
-        None, 1, "use a class-balanced subset of this many test images (quick runs)", True
-    )
-    augment: bool = _flag(
-        True,
-        "training crops and flips: at a random offset (zero padding 4) in memory; random-resized "
-        "crops (stream)",
-    )
-    stream: bool = _flag(
-        False,
-        "folder only: leave the images on disk and decode each batch in data.workers processes "
-        "(ImageNet-sized sets), with ImageNet's training and evaluation transforms",
-    )
-    workers: int = _integer(2, 0, "stream only: decoding processes (0: in the main process)")
-    resize: int | None = _integer(
-        None,
-        1,
-        "stream only: shorter side before the centre crop of evaluation images; none: "
-        "8/7 x image_size (256 for 224)",
-        True,
-    )
 
 
 @dataclass(frozen=True)
@@ -257,16 +211,6 @@ class Config(_Document):
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
-
-
-@dataclass(frozen=True)
-class PipelineDataConfig(DataConfig):
-    heldout: float = _number(
-        0.1,
-        "a number in (0, 1)",
-        lambda v: 0 < v < 1,
-        "share of each class of the training data held out to score archs in the search",
-    )
 
 
 @dataclass(frozen=True)
