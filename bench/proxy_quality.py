@@ -43,7 +43,7 @@ from slimnas.supernet import Supernet
 from slimnas.train import evaluate, plain_step, recalibrate_bn
 from slimnas.train.native_init import apply_native_init, record_init
 from slimnas.train.recipe import trainer_from_recipe
-from slimnas.train.slimmable import SandwichStep
+from slimnas.train.slimmable import recipe_sandwich_step
 
 
 def uniform_arch(space, ratio: float) -> Arch:
@@ -136,18 +136,17 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{config.model.name}, {config.data.source}: {len(data.train[1])} train / "
         f"{len(data.heldout[1])} held-out / {len(data.test[1])} test images; supernet "
-        f"{options} {cfg.epochs} epochs, retrain {retrain.epochs} epochs; "
+        f"n={cfg.sandwich_n} distill={cfg.distill} loss={cfg.sandwich_loss} {options} "
+        f"{cfg.epochs} epochs, retrain {retrain.epochs} epochs; "
         f"{args.threads} threads, load {os.getloadavg()[0]:.2f}",
         flush=True,
     )
     weights = cache / "supernet.safetensors"
     if shard == 0 and not weights.exists():
-        step = SandwichStep(
-            supernet,
-            generator=torch.Generator().manual_seed(cfg.seed),
-            label_smoothing=cfg.label_smoothing,
-            **options,
-        )
+        # the recipe's own sandwich step ([train] sandwich_n, distill, sandwich_loss), then --step
+        step = recipe_sandwich_step(supernet, cfg, torch.Generator().manual_seed(cfg.seed))
+        for key, value in options.items():
+            setattr(step, key, value)
         started = time.perf_counter()
         trainer_from_recipe(
             supernet, loader, cfg, step_fn=step, run_dir=None, resume=False, progress=False

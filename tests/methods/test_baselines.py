@@ -250,3 +250,28 @@ def test_random_search_hands_back_every_scored_arch_without_changing_its_results
     assert list(scored) == list(dict.fromkeys(scorer.scored))  # every arch scored, once
     assert all(scored[a] == Score(scorer.accuracy(a), 1 - scorer.accuracy(a), 100) for a in scored)
     assert all(r.arch in scored for r in results)
+
+
+class UniformFavouringScorer(StageWeightedScorer):
+    """Accuracy: the mean channel ratio less five times its spread, so uniform width is hard
+    to beat and random archs rarely come near it."""
+
+    def accuracy(self, arch: Arch) -> float:
+        ratios = [arch[u.name] / u.max_channels for u in self.space.channel_units()]
+        return statistics.mean(ratios) - 5 * statistics.pstdev(ratios)
+
+
+def test_evolution_started_from_uniform_is_never_worse_than_uniform(space, budgets):
+    uniform = uniform_search(space, budgets, UniformFavouringScorer(space))
+    kwargs = dict(population=8, generations=2, parents=2, progress=False)
+    random_start = evolution_search(space, UniformFavouringScorer(space), budgets, **kwargs)
+    scorer = UniformFavouringScorer(space)
+    seeded = evolution_search(space, scorer, budgets, start="uniform", **kwargs)
+    assert scorer.scored[0] == uniform[0].arch  # the first member of the first generation
+    assert all(
+        r.accuracy <= u.accuracy <= s.accuracy for u, r, s in zip(uniform, random_start, seeded)
+    )
+    assert any(r.accuracy < u.accuracy for u, r in zip(uniform, random_start))  # a real test
+    _assert_meets(seeded, budgets, space)
+    with pytest.raises(slimnas.ConfigError, match="evolution start must be one of"):
+        evolution_search(space, scorer, budgets, start="best", **kwargs)

@@ -335,6 +335,44 @@ def test_warmup_draws() -> None:
         ProxylessNAS(warmup_draw="first")
 
 
+def test_warmup_inherit_draw_trains_the_largest_then_slices_it_into_the_others() -> None:
+    """inherit: the first half of the steps only the first (largest) candidate; at the switch
+    every other MBConv candidate takes a slice of its weights; then the paper's draw."""
+    torch.manual_seed(0)
+    model = slimnas.models.ProxylessNet(
+        0.25,
+        4,
+        blocks=(1, 1, 1, 1, 1, 1),
+        strides=(1, 2, 1, 1, 2, 1),
+        stem_stride=1,
+        head_channels=16,
+    )
+    x, labels = torch.randn(4, 3, 8, 8), torch.randint(0, 4, (4,))
+    space = slimnas.trace(model, x[:1])
+    for unit in space.channel_units():
+        space = space.fix(unit.name)
+    supernet = slimnas.Supernet(model, space)
+    arch = ProxylessArch(space, generator=torch.Generator().manual_seed(1))
+    step = WarmupStep(supernet, arch, 0.1, torch.Generator().manual_seed(2), "inherit", 40)
+    choices = [model.get_submodule(u.name) for u in arch.units]
+    untouched = {n: p.clone() for n, p in choices[0]["k3e3"].named_parameters()}
+    drawn = []
+    for _ in range(40):
+        step(model, (x, labels), lambda loss: None)
+        drawn.append({c.active for c in choices})
+        if step.steps == 20:  # not yet inherited: the step at 20 does it
+            assert all(
+                torch.equal(p, untouched[n]) for n, p in choices[0]["k3e3"].named_parameters()
+            )
+    assert set().union(*drawn[:20]) == {"k7e6"}
+    assert len(set().union(*drawn[20:])) > 3
+    for choice in choices:
+        big, small = choice["k7e6"].depth_conv[0].weight, choice["k5e6"].depth_conv[0].weight
+        assert torch.equal(small, big[:, :, 1:6, 1:6])
+    with pytest.raises(slimnas.ConfigError, match="total_steps"):
+        WarmupStep(None, None, draw="inherit")
+
+
 def test_derive_moves_units_until_the_budget_holds() -> None:
     _, _, space, _ = build()
     arch = ProxylessArch(space)

@@ -212,3 +212,35 @@ def test_bad_config_raises_config_error(kwargs: dict) -> None:
     if "kernels" in kwargs or "expansions" in kwargs:
         with pytest.raises(slimnas.ConfigError):
             ProxylessBlock(8, 8, 1, **kwargs)
+
+
+def test_mbconv_inherit_from_keeps_the_larger_ones_function_on_its_slice() -> None:
+    """A k3e3 child of a k7e6 source whose outer kernel ring is zero and whose least important
+    hidden channels feed nothing computes exactly the source's function (eval mode: the
+    BatchNorm statistics follow their channels)."""
+    torch.manual_seed(0)
+    source = MBConv(8, 12, kernel_size=7, stride=2, expand_ratio=6)
+    for bn in (m for m in source.modules() if isinstance(m, nn.BatchNorm2d)):
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.normal_()
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2.0)
+    with torch.no_grad():
+        ring = torch.ones(7, 7, dtype=torch.bool)
+        ring[2:5, 2:5] = False
+        source.depth_conv[0].weight[:, :, ring] = 0.0
+        dropped = torch.randperm(48)[:24]  # 24 of the 48 hidden channels feed the projection 0
+        source.point_linear[0].weight[:, dropped] = 0.0
+    child = MBConv(8, 12, kernel_size=3, stride=2, expand_ratio=3)
+    child.inherit_from(source)
+    x = torch.randn(2, 8, 9, 9)
+    assert torch.allclose(child.eval()(x), source.eval()(x), atol=1e-5)
+    same = MBConv(8, 12, kernel_size=7, stride=2, expand_ratio=6)  # nothing to drop: a copy
+    same.inherit_from(source)
+    assert all(
+        torch.equal(a, b) for a, b in zip(same.state_dict().values(), source.state_dict().values())
+    )
+    with pytest.raises(slimnas.ConfigError, match="inherits only from a larger one"):
+        source.inherit_from(child)
+    with pytest.raises(slimnas.ConfigError, match="inherits only from a larger one"):
+        MBConv(8, 12, 3, 1, 3).inherit_from(source)  # another stride

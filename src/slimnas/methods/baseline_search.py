@@ -15,11 +15,11 @@ from slimnas.cost.budget import Budget
 from slimnas.methods.base import Method, register
 from slimnas.methods.base import Options as BaseOptions
 from slimnas.methods.baselines import random_search, uniform_search
-from slimnas.methods.evolution import evolution_search
+from slimnas.methods.evolution import STARTS, evolution_search
 from slimnas.methods.result import Result
 from slimnas.methods.scoring import Score
 from slimnas.methods.setup import Setup
-from slimnas.settings import integer
+from slimnas.settings import choice, integer
 from slimnas.space.units import Arch
 
 
@@ -90,6 +90,12 @@ def read_scored(entries: Sequence[dict[str, Any]]) -> dict[Arch, Score]:
 class EvolutionOptions(BaseOptions):
     population: int = integer(32, 2, "population size")
     generations: int = integer(10, 1, "generations")
+    start: str = choice(
+        "random",
+        STARTS,
+        "first generation: sampled archs, or the uniform-width arch of the budget plus "
+        "sampled ones (never worse than uniform on the search score)",
+    )
 
 
 @register
@@ -114,6 +120,7 @@ class EvolutionSearch(Method):
             seed=self.setup.seed,
             progress=self.setup.progress,
             state_path=self.setup.file("state"),
+            start=self.options.start,
         )
 
 

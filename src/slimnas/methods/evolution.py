@@ -2,8 +2,10 @@
 Search with Uniform Sampling", arXiv 1904.00420, §3.4), one of AutoSlim's baselines (see
 `slimnas.methods.baselines` for the shared sampler and the other two).
 
-Differences from the paper: the first generation comes from `BudgetSampler`, and children that
-break the budget are shrunk until they fit (`BudgetSampler.repair`) rather than discarded. The
+Differences from the paper: the first generation comes from `BudgetSampler` (with
+``start="uniform"``, plus the uniform-width arch of the budget, so the search returns nothing
+worse than uniform width on its own score), and children that break the budget are shrunk until
+they fit (`BudgetSampler.repair`) rather than discarded. The
 search saves its progress after every generation (`SearchState`), so that a killed search
 resumes and returns the archs of an uninterrupted one.
 """
@@ -29,6 +31,7 @@ from slimnas.methods.baselines import (
     _randint,
     _rank_key,
     _score_new,
+    uniform_search,
 )
 from slimnas.methods.result import Result
 from slimnas.methods.search_state import (
@@ -42,6 +45,8 @@ from slimnas.space.units import Arch
 
 log = logging.getLogger(__name__)
 
+STARTS = ("random", "uniform")
+
 
 def evolution_search(
     space: Space,
@@ -54,6 +59,7 @@ def evolution_search(
     seed: int = 0,
     progress: bool = True,
     state_path: str | Path | None = None,
+    start: str = "random",
 ) -> list[Result]:
     """Budget-constrained evolution (SPOS §3.4) per budget.
 
@@ -77,6 +83,8 @@ def evolution_search(
         state_path: JSON file the progress is written to after every chunk of scored archs and
             every generation (rank 0 only, `SearchState`); an existing one of the same search
             is resumed, to the same results.
+        start: ``"random"``: generation 1 is sampled; ``"uniform"``: its first member is the
+            budget's uniform-width arch (`uniform_search`), the rest sampled.
 
     Returns:
         One result per budget: the best arch seen. ``info["evaluations"]`` is the distinct archs
@@ -93,7 +101,11 @@ def evolution_search(
             "evolution needs population >= 2, generations >= 1, parents >= 1 and mutation_prob "
             f"in [0, 1]; got {population}, {generations}, {parents}, {mutation_prob}"
         )
+    if start not in STARTS:
+        raise ConfigError(f"evolution start must be one of {STARTS}, got {start!r}")
     settings = dict(population=population, generations=generations, parents=parents)
+    if start != "random":  # fingerprints of searches before the option stay valid
+        settings["start"] = start
     key = search_fingerprint(space, budgets, mutation_prob=mutation_prob, seed=seed, **settings)
     state = SearchState(state_path, "evolution", key)
     cache, saved = state.scores, state.progress
@@ -119,7 +131,11 @@ def evolution_search(
                 seen, members, done = _restore(current, generator, state.path)
                 current = None
             else:
-                seen, members, done = {}, _distinct(sampler, generator, population), 0
+                members = _distinct(sampler, generator, population)
+                if start == "uniform":
+                    first = uniform_search(space, [budget])[0].arch
+                    members = [first, *(a for a in members if a != first)][:population]
+                seen, done = {}, 0
                 saved["current"] = _position(seen, members, done, generator)
                 state.save()
             top = sorted(seen, key=lambda a: _rank_key(cache[a]))[:parents]
@@ -206,4 +222,4 @@ def _children(
     return list(children)
 
 
-__all__ = ["evolution_search"]
+__all__ = ["STARTS", "evolution_search"]

@@ -99,8 +99,10 @@ class ProxylessOptions(BaseOptions):
     warmup_draw: str = choice(
         "paper",
         WARMUP_DRAWS,
-        "the warm-up's paths: from p with the zero op (the paper), without it, or largest "
-        "candidate first (a curriculum, not in the paper)",
+        "the warm-up's paths: from p with the zero op (the paper), without it, largest "
+        "candidate first (a curriculum), or inherit: the largest alone for half the warm-up, "
+        "then the others start from its weights (Once-for-All-style; the last two not in "
+        "the paper)",
     )
     mode: str = choice("two", MODES, "architecture gradient (two paths, all paths, or REINFORCE)")
     arch_every: int = integer(5, 1, "weight steps per architecture step")

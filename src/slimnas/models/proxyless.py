@@ -94,6 +94,57 @@ class MBConv(nn.Module):
             x = self.inverted_bottleneck(x)
         return self.point_linear(self.depth_conv(x))
 
+    @torch.no_grad()
+    def inherit_from(self, source: MBConv) -> None:
+        """Overwrite this MBConv's weights with a slice of a wider, larger-kernel ``source``.
+
+        As Once-for-All's elastic expansion and kernel (Cai et al. 2020, §3.2, without its
+        kernel transformation matrices): the hidden channels kept are ``source``'s most important
+        ones (L1 norm of the projection's input column, their order kept), the depthwise kernel
+        is the centre of ``source``'s, and every BatchNorm (weights and statistics) follows its
+        channels. Not in ProxylessNAS, whose candidates never share weights.
+
+        Raises:
+            ConfigError: If ``source`` has fewer hidden channels, a smaller kernel, other
+                in/out channels, stride or expansion layout.
+        """
+        mine, theirs = self.depth_conv[0], source.depth_conv[0]
+        k, big = mine.kernel_size[0], theirs.kernel_size[0]
+        hidden = mine.out_channels
+        if (
+            hidden > theirs.out_channels
+            or k > big
+            or mine.stride != theirs.stride
+            or self.point_linear[0].out_channels != source.point_linear[0].out_channels
+            or (self.inverted_bottleneck is None) != (source.inverted_bottleneck is None)
+            or (
+                self.inverted_bottleneck is not None
+                and self.inverted_bottleneck[0].in_channels
+                != source.inverted_bottleneck[0].in_channels
+            )
+        ):
+            raise ConfigError(
+                f"an MBConv (k{k}, {hidden} hidden) inherits only from a larger one of the same "
+                f"block, got k{big} with {theirs.out_channels} hidden"
+            )
+        importance = source.point_linear[0].weight.abs().sum(dim=(0, 2, 3))
+        keep = importance.topk(hidden).indices.sort().values
+        lo = (big - k) // 2
+
+        def copy_bn(dst: nn.BatchNorm2d, src: nn.BatchNorm2d, index=None) -> None:
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                value = getattr(src, name)
+                getattr(dst, name).copy_(value if index is None else value[index])
+            dst.num_batches_tracked.copy_(src.num_batches_tracked)
+
+        if self.inverted_bottleneck is not None:
+            self.inverted_bottleneck[0].weight.copy_(source.inverted_bottleneck[0].weight[keep])
+            copy_bn(self.inverted_bottleneck[1], source.inverted_bottleneck[1], keep)
+        mine.weight.copy_(theirs.weight[keep, :, lo : lo + k, lo : lo + k])
+        copy_bn(self.depth_conv[1], source.depth_conv[1], keep)
+        self.point_linear[0].weight.copy_(source.point_linear[0].weight[:, keep])
+        copy_bn(self.point_linear[1], source.point_linear[1])
+
 
 def _check_candidates(kernels: Sequence[int], expansions: Sequence[int]) -> None:
     if not kernels or not expansions:
