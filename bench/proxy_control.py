@@ -46,7 +46,7 @@ from slimnas.data.prepare import load_training_data, make_loader
 from slimnas.dynamic.choice import Choice
 from slimnas.methods.proxyless import WarmupStep
 from slimnas.methods.proxyless_paths import ProxylessArch
-from slimnas.methods.proxyless_step import WARMUP_DRAWS
+from slimnas.methods.proxyless_warmup import WARMUP_DRAWS
 from slimnas.models.proxyless import CIFAR_STRIDES, ProxylessNet
 from slimnas.train import Trainer
 from slimnas.train.losses import cross_entropy

@@ -75,7 +75,8 @@ from slimnas.methods.base import Options as BaseOptions
 from slimnas.methods.base import register
 from slimnas.methods.one_budget import OneBudgetMethod
 from slimnas.methods.proxyless_paths import LOSS_FORMS, ProxylessArch, derive
-from slimnas.methods.proxyless_step import MODES, WARMUP_DRAWS, ProxylessStep, WarmupStep
+from slimnas.methods.proxyless_step import MODES, ProxylessStep
+from slimnas.methods.proxyless_warmup import WARMUP_DRAWS, WarmupStep
 from slimnas.methods.setup import Setup, load_weights
 from slimnas.settings import choice, integer, number, positive
 from slimnas.space.space import Space
