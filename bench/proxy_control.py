@@ -74,14 +74,18 @@ def build_net(args, kernels, expansions, zero: bool) -> ProxylessNet:
     )
 
 
-def copies_of(net: ProxylessNet, copies: int) -> ProxylessNet:
+def copies_of(net: ProxylessNet, copies: int, shared: bool = False) -> ProxylessNet:
     """``net`` with every block's single-candidate Choice replaced by ``copies`` identical
-    copies of that candidate (same initial weights)."""
+    copies of that candidate (same initial weights); with ``shared`` the copies are one module
+    under ``copies`` names (so any path trains the same weights: the engine must then train it
+    exactly as the fixed net)."""
     net = copy.deepcopy(net)
     for module in net.modules():
         if hasattr(module, "op") and isinstance(module.op, Choice):
             (name, op), *_ = module.op.items()
-            module.op = Choice({f"{name}_{i}": copy.deepcopy(op) for i in range(copies)})
+            module.op = Choice(
+                {f"{name}_{i}": op if shared else copy.deepcopy(op) for i in range(copies)}
+            )
     return net
 
 
@@ -193,7 +197,10 @@ def main() -> None:
     )
     parser.add_argument("--width-mult", type=float, default=0.35)
     parser.add_argument("--op", default="k3e6", help="the fixed op, k<kernel>e<expansion>")
-    parser.add_argument("--copies", type=int, default=2, help="control: copies per block")
+    parser.add_argument("--copies", type=int, default=2, help="control: copies per block (>= 2)")
+    parser.add_argument(
+        "--shared", action="store_true", help="control: the copies are one module (shared weights)"
+    )
     parser.add_argument("--steps", type=int, default=210)
     parser.add_argument("--every", type=int, default=15, help="steps per point of the curve")
     parser.add_argument("--batch-size", type=int, default=128)
@@ -209,6 +216,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    if args.copies < 2:
+        parser.error("--copies must be at least 2: a Choice of one candidate is not searched")
     torch.set_num_threads(args.threads)
 
     data = load_training_data(DataConfig(source="builtin", heldout=0.1))
@@ -225,7 +234,8 @@ def main() -> None:
             accs[run] = heldout_top1(model.train(), held)
             continue
         if run == "control":
-            model = copies_of(build_net(args, (kernel,), (expansion,), zero=False), args.copies)
+            fixed_net = build_net(args, (kernel,), (expansion,), zero=False)
+            model = copies_of(fixed_net, args.copies, args.shared)
         else:
             model = build_net(args, (3, 5, 7), (3, 6), zero=not args.no_zero)
             if args.aligned:

@@ -329,6 +329,8 @@ def test_warmup_draws() -> None:
     assert {d[u] for d in curriculum[:5] for u in units} == {"k3"}
     assert {d[u] for d in curriculum[5:10] for u in units} == {"k3", "k5"}
     assert {d[u] for d in curriculum[20:] for u in units} == {"k3", "k5", "k7", "zero"}
+    plain_ops = warmup_draws("inherit")  # no MBConv to inherit into: the paper's draw throughout
+    assert {d[u] for d in plain_ops[:20] for u in units} == {"k3", "k5", "k7", "zero"}
     with pytest.raises(slimnas.ConfigError, match="total_steps"):
         WarmupStep(None, None, draw="largest_first")
     with pytest.raises(slimnas.ConfigError, match="warmup_draw"):

@@ -23,6 +23,12 @@ from slimnas.train.step import Backward, top1
 WARMUP_DRAWS = ("paper", "no_zero", "largest_first", "inherit")
 
 
+def _inheritors(choice) -> int:
+    """How many candidates of ``choice`` can take a slice of its first one's weights."""
+    first, *others = choice.values()
+    return sum(isinstance(op, MBConv) for op in others) if isinstance(first, MBConv) else 0
+
+
 class WarmupStep:
     """Weight steps only, one path per unit drawn from ``arch_params``' p (§3.2; near uniform
     before any architecture step): the warm-up the authors run once before their searches
@@ -40,7 +46,8 @@ class WarmupStep:
       §3.2, in two phases): the first half of ``total_steps`` trains only every unit's first
       (largest) candidate, as a fixed net; then every other candidate that can
       (`MBConv.inherit_from`) takes a slice of its unit's largest one's trained weights, and the
-      paper's draw follows. Measured in docs/results/proxyless_warmup.md: the candidates of a
+      paper's draw follows. A unit with no candidate that can inherit (not MBConvs) draws the
+      paper's way throughout. Measured in docs/results/proxyless_warmup.md: the candidates of a
       block then start as nearly one function instead of unrelated random ones.
 
     Args:
@@ -75,6 +82,8 @@ class WarmupStep:
         self.steps = 0
         model = getattr(supernet, "model", supernet)
         self.choices = [model.get_submodule(unit.name) for unit in arch_params.units]
+        # "inherit" holds back only the units whose other candidates can inherit (MBConvs)
+        self.inheriting = [_inheritors(choice) > 0 for choice in self.choices]
         self.zero = [
             torch.tensor(
                 [isinstance(model.get_submodule(unit.name)[name], Zero) for name in unit.choices]
@@ -85,11 +94,11 @@ class WarmupStep:
     def allowed(self) -> list[torch.Tensor]:
         """Per unit, which candidates this step may draw (a bool mask in the unit's order)."""
         masks = []
-        for zero in self.zero:
+        for zero, inheriting in zip(self.zero, self.inheriting):
             mask = torch.ones(len(zero), dtype=torch.bool)
             if self.draw == "no_zero" and not zero.all():
                 mask = ~zero
-            elif self.draw == "inherit" and self.steps < self.switch:
+            elif self.draw == "inherit" and self.steps < self.switch and inheriting:
                 mask[1:] = False
             elif self.draw == "largest_first":
                 ramp = max(1.0, self.total_steps / 2)
@@ -103,13 +112,12 @@ class WarmupStep:
         first candidate's weights; returns how many did."""
         inherited = 0
         for choice in self.choices:
-            first, *others = choice.values()
-            if not isinstance(first, MBConv):
-                continue
-            for op in others:
-                if isinstance(op, MBConv):
-                    op.inherit_from(first)
-                    inherited += 1
+            if _inheritors(choice):
+                first, *others = choice.values()
+                for op in others:
+                    if isinstance(op, MBConv):
+                        op.inherit_from(first)
+                        inherited += 1
         return inherited
 
     def sample(self) -> dict[str, int]:
