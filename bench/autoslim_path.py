@@ -22,21 +22,17 @@ import os
 import time
 
 import torch
+from proxy_quality import traced_supernet
 
 from slimnas.config import load_config
 from slimnas.cost import macs
 from slimnas.cost.budget import parse_budgets
-from slimnas.data import normalize
 from slimnas.data.prepare import load_training_data, make_loader
 from slimnas.io import load_tensors
 from slimnas.methods.autoslim import greedy_slim
 from slimnas.methods.baselines import uniform_search
 from slimnas.methods.scoring import ArchScorer
-from slimnas.models.build import build_model
 from slimnas.report.proxy import accuracy_standard_error
-from slimnas.space import trace
-from slimnas.space.units import ChannelUnit
-from slimnas.supernet import Supernet
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,13 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.config)
     data = load_training_data(config.data)
     cfg = config.train
-    torch.manual_seed(cfg.seed)  # as proxy_quality: the same model, the same trace
-    model = build_model(config.model.name, num_classes=data.num_classes)[0]
-    space = trace(model, normalize(data.train[0][:2], data.mean, data.std), divisor=args.divisor)
-    for name, unit in list(space.searchable.items()):
-        if not isinstance(unit, ChannelUnit):
-            space = space.fix(name)
-    supernet = Supernet(model, space)
+    supernet, _ = traced_supernet(config, data, args.divisor)  # proxy_quality's own
+    space = supernet.space
     supernet.load_state_dict(load_tensors(f"{args.cache}/supernet.safetensors"))
     budgets = parse_budgets(args.budgets, space)
 

@@ -81,6 +81,25 @@ def step_options(pairs: list[str], steps_per_epoch: int) -> dict:
     return options
 
 
+def traced_supernet(config, data, divisor: int):
+    """``(supernet, init_record)``: ``config``'s model seeded by ``train.seed``, its
+    initialisation recorded (`record_init`), traced on two training images at ``divisor``
+    with every unit but the channel units fixed (widths only, as `slimnas run` searches).
+    `bench/autoslim_path.py` rebuilds the same supernet with it to load this bench's weights."""
+
+    def build():
+        return build_model(config.model.name, num_classes=data.num_classes)[0]
+
+    torch.manual_seed(config.train.seed)
+    model, init_record = record_init(build)
+    example = normalize(data.train[0][:2], data.mean, data.std)
+    space = trace(model, example, divisor=divisor)
+    for name, unit in list(space.searchable.items()):
+        if not isinstance(unit, ChannelUnit):
+            space = space.fix(name)
+    return Supernet(model, space), init_record
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="examples/train_resnet20.toml")
@@ -120,17 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     def batches(split, train: bool, seed: int = cfg.seed):
         return make_loader(data, split, cfg.batch_size, train=train, seed=seed)
 
-    def build():
-        return build_model(config.model.name, num_classes=data.num_classes)[0]
-
-    torch.manual_seed(cfg.seed)
-    model, init_record = record_init(build)
-    example = normalize(data.train[0][:2], data.mean, data.std)
-    space = trace(model, example, divisor=args.divisor)
-    for name, unit in list(space.searchable.items()):  # widths only, as `slimnas run` searches
-        if not isinstance(unit, ChannelUnit):
-            space = space.fix(name)
-    supernet = Supernet(model, space)
+    supernet, init_record = traced_supernet(config, data, args.divisor)
+    space = supernet.space
     loader = batches(data.train, True)
     options = step_options(args.step, len(loader))
     print(
@@ -144,9 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     weights = cache / "supernet.safetensors"
     if shard == 0 and not weights.exists():
         # the recipe's own sandwich step ([train] sandwich_n, distill, sandwich_loss), then --step
-        step = recipe_sandwich_step(supernet, cfg, torch.Generator().manual_seed(cfg.seed))
-        for key, value in options.items():
-            setattr(step, key, value)
+        generator = torch.Generator().manual_seed(cfg.seed)
+        step = recipe_sandwich_step(supernet, cfg, generator, **options)
         started = time.perf_counter()
         trainer_from_recipe(
             supernet, loader, cfg, step_fn=step, run_dir=None, resume=False, progress=False

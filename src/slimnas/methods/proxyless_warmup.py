@@ -85,10 +85,8 @@ class WarmupStep:
         # "inherit" holds back only the units whose other candidates can inherit (MBConvs)
         self.inheriting = [_inheritors(choice) > 0 for choice in self.choices]
         self.zero = [
-            torch.tensor(
-                [isinstance(model.get_submodule(unit.name)[name], Zero) for name in unit.choices]
-            )
-            for unit in arch_params.units
+            torch.tensor([isinstance(choice[name], Zero) for name in unit.choices])
+            for choice, unit in zip(self.choices, arch_params.units)
         ]
 
     def allowed(self) -> list[torch.Tensor]:
@@ -111,8 +109,8 @@ class WarmupStep:
         """Every unit's candidates that can (`MBConv.inherit_from`) take a slice of the unit's
         first candidate's weights; returns how many did."""
         inherited = 0
-        for choice in self.choices:
-            if _inheritors(choice):
+        for choice, inheriting in zip(self.choices, self.inheriting):
+            if inheriting:
                 first, *others = choice.values()
                 for op in others:
                     if isinstance(op, MBConv):

@@ -184,18 +184,26 @@ def sandwich_step(
 
 
 def recipe_sandwich_step(
-    supernet: Supernet, recipe: Any, generator: torch.Generator | None = None
+    supernet: Supernet,
+    recipe: Any,
+    generator: torch.Generator | None = None,
+    **overrides: Any,
 ) -> SandwichStep:
     """The sandwich step a ``[train]`` or ``[supernet]`` recipe configures: ``sandwich_n``,
     ``label_smoothing``, ``distill`` and ``sandwich_loss`` (``"mean"``: each of the other
     ``n − 1`` archs weighted ``1 / (n − 1)``; ``"sum"``: weighted 1, as the paper).
+    ``overrides`` are `SandwichStep` arguments that replace the recipe's (checked as usual).
 
     The defaults of the config (``distill = false``, ``sandwich_loss = "mean"``) are the
     measured recipe of docs/results/supernet_recipe.md: at short schedules the paper's summed,
     distilled losses leave the max arch far below a plain network.
     """
-    n = recipe.sandwich_n
+    n = overrides.pop("n", recipe.sandwich_n)
     weight = 1.0 / (n - 1) if getattr(recipe, "sandwich_loss", "sum") == "mean" else 1.0
-    return SandwichStep(
-        supernet, n, generator, recipe.label_smoothing, recipe.distill, student_weight=weight
-    )
+    options = {
+        "label_smoothing": recipe.label_smoothing,
+        "distill": recipe.distill,
+        "student_weight": weight,
+        **overrides,
+    }
+    return SandwichStep(supernet, n, generator, **options)
