@@ -337,10 +337,9 @@ def test_warmup_draws() -> None:
         ProxylessNAS(warmup_draw="first")
 
 
-def test_warmup_inherit_draw_trains_the_largest_then_slices_it_into_the_others() -> None:
-    """inherit: the first half of the steps only the first (largest) candidate; at the switch
-    every other MBConv candidate takes a slice of its weights; then the paper's draw."""
-    torch.manual_seed(0)
+def _inherit_warmup(seed: int = 0) -> tuple[nn.Module, ProxylessArch, WarmupStep]:
+    """A 6-block ProxylessNet searching ops only, with an ``inherit`` warm-up of 40 steps."""
+    torch.manual_seed(seed)
     model = slimnas.models.ProxylessNet(
         0.25,
         4,
@@ -349,13 +348,20 @@ def test_warmup_inherit_draw_trains_the_largest_then_slices_it_into_the_others()
         stem_stride=1,
         head_channels=16,
     )
-    x, labels = torch.randn(4, 3, 8, 8), torch.randint(0, 4, (4,))
-    space = slimnas.trace(model, x[:1])
+    space = slimnas.trace(model, torch.randn(1, 3, 8, 8))
     for unit in space.channel_units():
         space = space.fix(unit.name)
     supernet = slimnas.Supernet(model, space)
     arch = ProxylessArch(space, generator=torch.Generator().manual_seed(1))
     step = WarmupStep(supernet, arch, 0.1, torch.Generator().manual_seed(2), "inherit", 40)
+    return model, arch, step
+
+
+def test_warmup_inherit_draw_trains_the_largest_then_slices_it_into_the_others() -> None:
+    """inherit: the first half of the steps only the first (largest) candidate; at the switch
+    every other MBConv candidate takes a slice of its weights; then the paper's draw."""
+    model, arch, step = _inherit_warmup()
+    x, labels = torch.randn(4, 3, 8, 8), torch.randint(0, 4, (4,))
     choices = [model.get_submodule(u.name) for u in arch.units]
     untouched = {n: p.clone() for n, p in choices[0]["k3e3"].named_parameters()}
     drawn = []
@@ -373,6 +379,50 @@ def test_warmup_inherit_draw_trains_the_largest_then_slices_it_into_the_others()
         assert torch.equal(small, big[:, :, 1:6, 1:6])
     with pytest.raises(slimnas.ConfigError, match="total_steps"):
         WarmupStep(None, None, draw="inherit")
+
+
+@pytest.mark.parametrize("stop", [13, 20, 27])
+def test_warmup_inherit_resumed_before_at_or_after_the_switch_trains_as_one_run(stop: int) -> None:
+    """A warm-up stopped after ``stop`` steps and resumed into a fresh model from its state
+    (model, optimizer, step) ends with the same weights and draws as one that never stopped:
+    the slicing happens once, at the switch (step 20), whichever side the stop falls on."""
+    batches = [(torch.randn(4, 3, 8, 8), torch.randint(0, 4, (4,))) for _ in range(40)]
+
+    def train(model, step, optimizer, steps):
+        def backward(loss):
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+        model.train()
+        drawn = []
+        for images, labels in steps:
+            loss, _ = step(model, (images, labels), backward)
+            backward(loss)
+            drawn.append(tuple(choice.active for choice in step.choices))
+        return drawn
+
+    def sgd(model):
+        return torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+
+    whole, _, whole_step = _inherit_warmup()
+    whole_opt = sgd(whole)
+    whole_drawn = train(whole, whole_step, whole_opt, batches)
+
+    first, _, first_step = _inherit_warmup()
+    first_opt = sgd(first)
+    drawn = train(first, first_step, first_opt, batches[:stop])
+    resumed, _, resumed_step = _inherit_warmup(seed=1)  # other initial weights, overwritten
+    resumed.load_state_dict(first.state_dict())
+    resumed_opt = sgd(resumed)
+    resumed_opt.load_state_dict(first_opt.state_dict())
+    resumed_step.load_state_dict(first_step.state_dict())
+    drawn += train(resumed, resumed_step, resumed_opt, batches[stop:])
+
+    assert resumed_step.steps == whole_step.steps == 40
+    assert drawn == whole_drawn and len(set(whole_drawn[20:])) > 1
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
 
 
 def test_derive_moves_units_until_the_budget_holds() -> None:
