@@ -29,7 +29,7 @@ import torch
 
 from slimnas.config import Config, load_config
 from slimnas.data import normalize
-from slimnas.data.prepare import load_training_data, make_loader
+from slimnas.data.prepare import load_training_data, make_loader, resolve_device
 from slimnas.models.build import build_model
 from slimnas.space import trace
 from slimnas.supernet import Supernet
@@ -53,6 +53,8 @@ VARIANTS: dict[str, dict | None] = {
     "distill_uniform_zero": {"n": 4, "distill": True, "sampling": "uniform", "zero_init": True},
     "distill_after1_zero": {"n": 4, "distill": True, "zero_init": True, "distill_after": 1.0},
     "nodistill_sw": {"n": 4, "distill": False, "student_weight": 1 / 3},
+    # slimnas run's supernet: widths only (space.depth = false), labels, losses averaged
+    "nodistill_width_sw": {"n": 4, "distill": False, "space": "width", "student_weight": 1 / 3},
     "distill_sw_zero": {"n": 4, "distill": True, "student_weight": 1 / 3, "zero_init": True},
     "nodistill_ramp": {"n": 4, "distill": False, "ramp": 5.0},
     "distill_sw": {"n": 4, "distill": True, "student_weight": 1 / 3},
@@ -75,9 +77,10 @@ def run_variant(config: Config, name: str, options: dict | None, data, threads: 
     cfg = config.train
     torch.manual_seed(cfg.seed)
     model, _ = build_model(config.model.name, num_classes=data.num_classes)
+    device = resolve_device(cfg)  # train.device: auto is cuda when there is one
 
     def batches(split, train: bool):
-        return make_loader(data, split, cfg.batch_size, train=train, seed=cfg.seed)
+        return make_loader(data, split, cfg.batch_size, train=train, seed=cfg.seed, device=device)
 
     loader = batches(data.train, True)
     supernet = step = None
@@ -102,6 +105,7 @@ def run_variant(config: Config, name: str, options: dict | None, data, threads: 
             distill_after=after,
             **options,
         )
+    model.to(device)
     trainer = trainer_from_recipe(
         model, loader, cfg, step_fn=step, run_dir=None, resume=False, progress=False
     )
