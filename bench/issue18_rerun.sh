@@ -10,7 +10,9 @@
 #   PY=.venv/bin/python OUT=runs/issue18 SECONDS_LEFT=36000 bash bench/issue18_rerun.sh
 #
 # Writes OUT/log.txt, OUT/recipe.jsonl (stage 1 rows), OUT/autoslim.log and OUT/autoslim.tgz (the
-# run dir without ONNX files, checkpoints and exported weights: enough to report or resume). SMOKE=1 cuts both stages to a few hundred images and one epoch (a check of the script).
+# run dir without ONNX files, checkpoints and exported weights: enough to report or resume; a
+# retraining counts as done only with its model.safetensors, so those stay in). SMOKE=1 cuts both
+# stages to a few hundred images and one epoch (a five-minute check of the script).
 set -u
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-runs/issue18}
