@@ -25,7 +25,8 @@ say() { echo "[$(date -u +%H:%M:%S) left $(left)s] $*" | tee -a "$LOG"; }
 
 DATA=(--set data.source=cifar10 --set data.root=data/cache --set data.max_train_images=25000
       --set data.heldout=0.2 --set train.epochs=15)
-RUN=(--set run.dir=runs/issue18_autoslim)
+RUN_DIR=runs/issue18_autoslim
+RUN=(--set run.dir=$RUN_DIR)
 if [ "${SMOKE:-0}" = 1 ]; then
   DATA+=(--set data.max_train_images=300 --set data.max_test_images=200 --set train.epochs=1)
   RUN+=(--set data.max_train_images=300 --set data.max_test_images=200 --set supernet.epochs=1
@@ -45,5 +46,5 @@ timeout $(($(left) - 20)) $PY -m slimnas.cli run configs/autoslim_resnet20_cifar
 say "stage 2 done (rc $?)"
 grep -v "it/s\]\|s/it\]" "$OUT/autoslim.log" | tail -40 >> "$LOG"
 tar czf "$OUT/autoslim.tgz" --exclude='*.onnx' --exclude='ckpt-*' --exclude=tensorboard \
-  --exclude='runs/issue18_autoslim/exports/*/model.safetensors' runs/issue18_autoslim
+  --exclude="$RUN_DIR/exports/*/model.safetensors" "$RUN_DIR"
 say "packed $(du -h "$OUT/autoslim.tgz" | cut -f1)"
