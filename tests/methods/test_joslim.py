@@ -224,7 +224,8 @@ def test_the_models_are_refitted_every_tau_steps_on_a_growing_visited_set(traine
     assert [call for call, _ in step.fits] == [2, 4, 6]
     sizes = [size for _, size in step.fits]
     assert sizes == sorted(sizes) and sizes[-1] > sizes[0]
-    assert len(step.archs) >= sizes[-1] + 1  # the last round's picks joined after the fit
+    # The last round's picks are visited (a pick may be a front arch visited before the fit).
+    assert all(arch in step.archs for arch in step.current) and len(step.archs) >= sizes[-1]
     # Every arch visited before the last fit was re-scored for it; the ones picked since not.
     assert all(loss is not None and loss > 0 for loss in step.losses[: sizes[-1]])
     # The warm-up archs are uniform widths; then the max arch; the min arch came first.
@@ -452,3 +453,23 @@ def test_refit_interval_follows_the_authors_rule():
     assert Joslim(visits=1000).refit_interval(390, recipe) == 23
     assert Joslim(refit_every=5).refit_interval(390, recipe) == 5
     assert Joslim(visits=10**6).refit_interval(10, SupernetConfig(epochs=1)) == 1
+
+
+@needs_botorch
+def test_the_chosen_and_min_losses_follow_the_recipes_sandwich_loss():
+    # The default recipe averages the non-max archs' losses (each 1 / (M + 1)), as the sandwich
+    # step does; "sum" keeps the authors' weight of 1. The returned total stays unweighted.
+    images, labels = next(iter(loader(64)))
+    for sandwich_loss, weight in (("mean", 1 / 3), ("sum", 1.0)):
+        recipe = SupernetConfig(sandwich_loss=sandwich_loss)
+        net = supernet()
+        step = Joslim().training_step(net, range(10), heldout(), recipe)
+        assert step.student_weight == pytest.approx(weight)
+        seen: list[float] = []
+        total, _ = step(net, (images, labels), lambda loss, seen=seen: seen.append(float(loss)))
+        assert len(seen) == 4  # max, two chosen, min
+        unweighted = seen[0] + sum(loss / weight for loss in seen[1:])
+        assert float(total) == pytest.approx(unweighted, rel=1e-5)
+        assert all(loss > 0 for loss in seen)
+    with pytest.raises(ConfigError, match="student_weight must be positive"):
+        JoslimStep(supernet(), heldout(), student_weight=0.0)

@@ -22,6 +22,8 @@ Differences from the authors' code:
   per-unit draws) instead of botorch's continuous ``optimize_acqf`` followed by flooring: the pool
   holds only archs that can be trained, and their exact cost is what the bisection checks.
 - Depth and op units stay at their default (the paper searches widths only).
+- The chosen and min archs' losses follow ``[supernet] sandwich_loss`` as the sandwich rule's
+  do: averaged (each ``1 / (M + 1)``) by default, summed as the authors with ``"sum"``.
 - The losses are refreshed on held-out training images, never the test set, with plain
   cross-entropy and BatchNorm in batch-statistics mode (`ArchScorer` with ``bn="batch"``); under
   torchrun the archs are shared out and the scores all-reduced, so every rank fits the same
@@ -68,6 +70,7 @@ from slimnas.methods.setup import Setup, load_weights, read_json
 from slimnas.settings import choice, integer, number
 from slimnas.space.units import Arch, ChannelUnit
 from slimnas.train import distributed
+from slimnas.train.slimmable import recipe_student_weight
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +181,7 @@ class Joslim(Method):
             seed=recipe.seed,
             label_smoothing=recipe.label_smoothing,
             distill=recipe.distill,
+            student_weight=recipe_student_weight(recipe, recipe.sandwich_n),
         )
         return self.step
 

@@ -52,10 +52,13 @@ class JoslimStep:
     chosen by the GP models instead of drawn at random.
 
     Per batch: the max arch on the labels (label-smoothed), then the ``sampled`` chosen archs
-    and the min arch on the max arch's detached softmax (in-place distillation), one backward
-    each, losses summed. Every ``refit_every`` calls, before the batch, new archs are chosen:
-    the first ``warmup`` are uniform widths (a width multiplier drawn uniformly), the next the
-    max arch, and the rest come from the GP models (see the module docstring).
+    and the min arch, on the max arch's detached softmax (in-place distillation, the authors')
+    or on the labels (``distill=False``, the default recipe), one backward each, each of their
+    losses times ``student_weight`` (1: summed, as the authors; ``1 / (M + 1)``: averaged, as
+    `SandwichStep` with the default recipe). Every ``refit_every`` calls, before the batch, new
+    archs are chosen: the first ``warmup`` are uniform widths (a width multiplier drawn
+    uniformly), the next the max arch, and the rest come from the GP models (see the module
+    docstring).
 
     Args:
         supernet: the supernet; depth and op units stay at their default.
@@ -73,6 +76,8 @@ class JoslimStep:
         seed: seeds the step's generator (pools, targets, warm-up widths) and the GP fits.
         label_smoothing: of the max arch's loss.
         distill: train the other archs on the max arch's output (else on the labels).
+        student_weight: factor on each of the chosen and min archs' losses (1: summed, as
+            the authors; see `recipe_student_weight`).
 
     Metrics: ``loss_max``, ``loss_min``, ``acc_max`` and ``visited`` (archs visited so far).
     """
@@ -94,9 +99,12 @@ class JoslimStep:
         seed: int = 0,
         label_smoothing: float = 0.1,
         distill: bool = True,
+        student_weight: float = 1.0,
     ):
         if cost not in JOSLIM_COSTS:
             raise ConfigError(f"joslim cost must be one of {', '.join(JOSLIM_COSTS)}, got {cost!r}")
+        if not student_weight > 0:
+            raise ConfigError(f"student_weight must be positive, got {student_weight}")
         if sampled < 1 or refit_every < 1 or warmup < 0 or pool < 2 or weight_steps < 1:
             raise ConfigError(
                 "joslim needs sampled >= 1, refit_every >= 1, warmup >= 0, pool >= 2 and "
@@ -115,6 +123,7 @@ class JoslimStep:
         self.beta, self.reference, self.tolerance = beta, reference, tolerance
         self.weight_steps, self.pool, self.seed = weight_steps, pool, seed
         self.label_smoothing, self.distill = label_smoothing, distill
+        self.student_weight = student_weight
         self.generator = torch.Generator().manual_seed(seed)
         self.max_arch = space.max_arch()
         self.min_arch = self.max_arch.merged({u.name: u.choices[0] for u in self.units})
@@ -291,7 +300,8 @@ class JoslimStep:
                     loss = soft_cross_entropy(out, teacher)
                 else:
                     loss = cross_entropy(out, labels, self.label_smoothing)
-                backward(loss)
+                w = self.student_weight
+                backward(loss * w if w != 1.0 else loss)
                 total = total + loss.detach()
         finally:
             supernet.activate(self.max_arch)

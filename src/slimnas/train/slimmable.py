@@ -183,6 +183,12 @@ def sandwich_step(
     return SandwichStep(supernet, n, generator, label_smoothing, distill)
 
 
+def recipe_student_weight(recipe: Any, n: int) -> float:
+    """The factor on each of the ``n − 1`` non-max archs' losses a recipe's ``sandwich_loss``
+    asks for: ``1 / (n − 1)`` for ``"mean"``, 1 for ``"sum"`` (the paper's)."""
+    return 1.0 / (n - 1) if getattr(recipe, "sandwich_loss", "sum") == "mean" else 1.0
+
+
 def recipe_sandwich_step(
     supernet: Supernet,
     recipe: Any,
@@ -199,11 +205,10 @@ def recipe_sandwich_step(
     distilled losses leave the max arch far below a plain network.
     """
     n = overrides.pop("n", recipe.sandwich_n)
-    weight = 1.0 / (n - 1) if getattr(recipe, "sandwich_loss", "sum") == "mean" else 1.0
     options = {
         "label_smoothing": recipe.label_smoothing,
         "distill": recipe.distill,
-        "student_weight": weight,
+        "student_weight": recipe_student_weight(recipe, n),
         **overrides,
     }
     return SandwichStep(supernet, n, generator, **options)
