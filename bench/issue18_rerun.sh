@@ -1,50 +1,144 @@
 #!/usr/bin/env bash
-# Issue 18's reruns at the experiment's scale, in one go, each stage cut at a shared deadline so
-# that what finished is kept (made for a lent GPU; runs anywhere, for hours on 2 CPU cores):
-#   1. plain ResNet-20 against the default supernets (widths only as `slimnas run` trains it, and
-#      widths + depth as `slimnas train` does) at configs/autoslim_resnet20_cifar10.toml's recipe:
-#      20,000 train / 5,000 held-out images of CIFAR-10, 15 epochs, the full 10,000-image test set;
-#   2. configs/autoslim_resnet20_cifar10.toml end to end (run dir resumable with --resume).
+# Issue 18's reruns at the experiment's scale, each stage cut at a shared deadline so that what
+# finished is kept (made for a lent GPU; runs anywhere, for hours on 2 CPU cores). Every stage
+# uses 20,000 train / 5,000 held-out images of CIFAR-10 (the 25,000-image class-balanced
+# subset, held-out 0.2), at least 15 epochs of proxy training and the full 10,000-image test set:
+#   recipe    plain ResNet-20 against the default supernets (widths only as `slimnas run` trains
+#             it, and widths + depth as `slimnas train` does), 15 epochs;
+#   autoslim  configs/autoslim_resnet20_cifar10.toml end to end (already at that scale);
+#   joslim    configs/joslim_resnet20_cifar10.toml: `slimnas search` + `slimnas report` (already
+#             at that scale; a slimmable-net comparison, no retraining);
+#   tas       configs/tas_teacher_resnet20_cifar10.toml (the KD teacher) on the same 20,000
+#             images, then configs/tas_resnet20_cifar10.toml with 15-epoch searches and supernet,
+#             2,500 + 2,500 held-out images to score and report, KD retraining with 3 seeds;
+#   proxyless configs/proxyless_cifar10.toml with this machine's latency table (onnxruntime, 1
+#             thread, as the config), a 15-epoch warm-up and 15-epoch searches, 3 seeds.
+# The tas and proxyless overrides (TAS_SET, PROXYLESS_SET below) go into those configs once
+# their reruns are written up, as configs/autoslim_resnet20_cifar10.toml's did.
 #
 #   python3 ../shared/data/cifar10.py data/cache
 #   PY=.venv/bin/python OUT=runs/issue18 SECONDS_LEFT=36000 bash bench/issue18_rerun.sh
+#   STAGES="tas proxyless" ... bash bench/issue18_rerun.sh      # some stages, in that order
 #
-# Writes OUT/log.txt, OUT/recipe.jsonl (stage 1 rows), OUT/autoslim.log and OUT/autoslim.tgz (the
-# run dir without ONNX files, checkpoints and exported weights: enough to report or resume; a
-# retraining counts as done only with its model.safetensors, so those stay in). SMOKE=1 cuts both
-# stages to a few hundred images and one epoch (a five-minute check of the script).
+# Writes OUT/log.txt, OUT/recipe.jsonl (the recipe rows), OUT/<stage>.log and OUT/<stage>.tgz per
+# run dir (without ONNX files, checkpoints and exported weights: enough to report or resume with
+# --resume; a retraining counts as done only with its model.safetensors, so those stay in).
+# Each stage gets the time left divided by the stages still to come (the recipe stage 2/5 of it).
+# SMOKE=1 cuts every stage to a few hundred images and one epoch (a check of the script).
 set -u
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-runs/issue18}
 SECONDS_LEFT=${SECONDS_LEFT:-36000}
+STAGES=${STAGES:-recipe autoslim joslim tas proxyless}
 mkdir -p "$OUT"
 LOG="$OUT/log.txt"
 END=$(($(date +%s) + SECONDS_LEFT))
 left() { echo $((END - $(date +%s))); }
 say() { echo "[$(date -u +%H:%M:%S) left $(left)s] $*" | tee -a "$LOG"; }
 
-DATA=(--set data.source=cifar10 --set data.root=data/cache --set data.max_train_images=25000
-      --set data.heldout=0.2 --set train.epochs=15)
-RUN_DIR=runs/issue18_autoslim
-RUN=(--set run.dir=$RUN_DIR)
+SCALE=(--set data.max_train_images=25000 --set data.heldout=0.2)
+RECIPE=(--set data.source=cifar10 --set data.root=data/cache "${SCALE[@]}" --set train.epochs=15)
+TEACHER_DIR=runs/issue18_tas_teacher
+TAS_SET=("${SCALE[@]}" --set supernet.epochs=15 --set search.tas.epochs=15
+         --set search.tas_width.epochs=15 --set search.score_images=2500
+         --set search.report_images=2500 --set retrain.teacher=$TEACHER_DIR)
+PROXYLESS_SET=("${SCALE[@]}" --set search.proxyless.warmup_epochs=15 --set search.proxyless.epochs=15
+               --set search.score_images=2500 --set search.report_images=2500
+               --set 'retrain.seeds=[0,1,2]'
+               --set search.latency_table=runs/issue18_proxyless_latency_table.json)
+SMALL=()
 if [ "${SMOKE:-0}" = 1 ]; then
-  DATA+=(--set data.max_train_images=300 --set data.max_test_images=200 --set train.epochs=1)
-  RUN+=(--set data.max_train_images=300 --set data.max_test_images=200 --set supernet.epochs=1
-        --set retrain.epochs=1 --set retrain.seeds=0 --set search.random.samples=4
-        --set search.evolution.population=4 --set search.evolution.generations=2
-        --set search.score_images=40 --set search.report_images=20 --set search.score_batch=40)
+  RECIPE+=(--set data.max_train_images=300 --set data.max_test_images=200 --set train.epochs=1)
+  SMALL=(--set data.max_train_images=300 --set data.max_test_images=200 --set supernet.epochs=1
+         --set retrain.epochs=1 --set retrain.seeds=0 --set search.score_images=40
+         --set search.report_images=20 --set search.score_batch=40)
 fi
+declare -A RUN_DIR=([autoslim]=runs/issue18_autoslim [joslim]=runs/issue18_joslim
+                    [tas]=runs/issue18_tas [proxyless]=runs/issue18_proxyless)
 
-say "stage 1: plain vs supernets, $(nproc) cores, $($PY -c 'import torch; print(torch.__version__, torch.cuda.is_available())')"
-timeout $(($(left) * 2 / 5)) $PY bench/supernet_recipe.py --variants plain nodistill_width_sw nodistill_sw \
-  "${DATA[@]}" --out "$OUT/recipe.jsonl" 2>&1 | tee -a "$LOG"
-say "stage 1 done (rc ${PIPESTATUS[0]})"
+pack() {  # pack <stage> <run dir>...
+  local stage=$1; shift
+  grep -v "it/s\]\|s/it\]" "$OUT/$stage.log" | tail -40 >> "$LOG"
+  tar czf "$OUT/$stage.tgz" --exclude='*.onnx' --exclude='ckpt-*' --exclude=tensorboard \
+    --exclude='*/exports/*/model.safetensors' "$@"
+  say "packed $stage: $(du -h "$OUT/$stage.tgz" | cut -f1)"
+}
 
-say "stage 2: slimnas run configs/autoslim_resnet20_cifar10.toml"
-timeout $(($(left) - 20)) $PY -m slimnas.cli run configs/autoslim_resnet20_cifar10.toml "${RUN[@]}" \
-  > "$OUT/autoslim.log" 2>&1
-say "stage 2 done (rc $?)"
-grep -v "it/s\]\|s/it\]" "$OUT/autoslim.log" | tail -40 >> "$LOG"
-tar czf "$OUT/autoslim.tgz" --exclude='*.onnx' --exclude='ckpt-*' --exclude=tensorboard \
-  --exclude="$RUN_DIR/exports/*/model.safetensors" "$RUN_DIR"
-say "packed $(du -h "$OUT/autoslim.tgz" | cut -f1)"
+stage_recipe() {
+  timeout $(($1 * 2 / 5)) $PY bench/supernet_recipe.py \
+    --variants plain nodistill_width_sw nodistill_sw "${RECIPE[@]}" --out "$OUT/recipe.jsonl" \
+    2>&1 | tee -a "$LOG"
+  return "${PIPESTATUS[0]}"
+}
+
+stage_autoslim() {
+  local dir=${RUN_DIR[autoslim]} extra=()
+  [ "${SMOKE:-0}" = 1 ] && extra=(--set search.random.samples=4 --set search.evolution.population=4
+                                  --set search.evolution.generations=2)
+  timeout "$1" $PY -m slimnas.cli run configs/autoslim_resnet20_cifar10.toml --set run.dir=$dir \
+    "${SMALL[@]}" "${extra[@]}" > "$OUT/autoslim.log" 2>&1
+  local rc=$?
+  pack autoslim "$dir"
+  return $rc
+}
+
+stage_joslim() {
+  local dir=${RUN_DIR[joslim]} extra=() rc
+  [ "${SMOKE:-0}" = 1 ] && extra=(--set search.random.samples=4 --set search.joslim.visits=8
+                                  --set search.joslim.refresh_images=40)
+  local end=$(($(date +%s) + $1))
+  timeout "$1" $PY -m slimnas.cli search configs/joslim_resnet20_cifar10.toml --set run.dir=$dir \
+    "${SMALL[@]}" "${extra[@]}" > "$OUT/joslim.log" 2>&1 &&
+    timeout $((end - $(date +%s))) $PY -m slimnas.cli report configs/joslim_resnet20_cifar10.toml \
+      --set run.dir=$dir "${SMALL[@]}" "${extra[@]}" >> "$OUT/joslim.log" 2>&1
+  rc=$?
+  pack joslim "$dir"
+  return $rc
+}
+
+stage_tas() {
+  local dir=${RUN_DIR[tas]} rc teacher=(--set run.dir=$TEACHER_DIR) extra=()
+  if [ "${SMOKE:-0}" = 1 ]; then
+    teacher+=(--set data.max_train_images=300 --set data.max_test_images=200 --set train.epochs=1)
+    extra=(--set search.tas.epochs=1 --set search.tas_width.epochs=1  # TAS halves the split
+           --set data.max_train_images=700)
+  fi
+  local end=$(($(date +%s) + $1))
+  timeout "$1" $PY -m slimnas.cli train configs/tas_teacher_resnet20_cifar10.toml "${SCALE[@]}" \
+    "${teacher[@]}" > "$OUT/tas.log" 2>&1 &&
+    timeout $((end - $(date +%s))) $PY -m slimnas.cli run configs/tas_resnet20_cifar10.toml \
+      "${TAS_SET[@]}" --set run.dir=$dir "${SMALL[@]}" "${extra[@]}" >> "$OUT/tas.log" 2>&1
+  rc=$?
+  pack tas "$dir" "$TEACHER_DIR"
+  return $rc
+}
+
+stage_proxyless() {
+  local dir=${RUN_DIR[proxyless]} rc extra=()
+  [ "${SMOKE:-0}" = 1 ] && extra=(--set search.proxyless.warmup_epochs=1
+                                  --set search.proxyless.epochs=1  # a held-out batch for arch steps
+                                  --set data.max_train_images=1400)
+  local end=$(($(date +%s) + $1))
+  timeout "$1" $PY -m slimnas.cli latency-table configs/proxyless_cifar10.toml "${PROXYLESS_SET[@]}" \
+    > "$OUT/proxyless.log" 2>&1 &&
+    timeout $((end - $(date +%s))) $PY -m slimnas.cli run configs/proxyless_cifar10.toml \
+      "${PROXYLESS_SET[@]}" --set run.dir=$dir "${SMALL[@]}" "${extra[@]}" \
+      >> "$OUT/proxyless.log" 2>&1
+  rc=$?
+  pack proxyless "$dir" runs/issue18_proxyless_latency_table.json
+  return $rc
+}
+
+say "stages: $STAGES; $(nproc) cores, torch $($PY -c 'import torch; print(torch.__version__, "cuda", torch.cuda.is_available())')"
+read -r -a todo <<< "$STAGES"
+for i in "${!todo[@]}"; do
+  stage=${todo[$i]}
+  if ! declare -F "stage_$stage" > /dev/null; then
+    say "unknown stage '$stage': use recipe, autoslim, joslim, tas or proxyless"; exit 2
+  fi
+  share=$(( ($(left) - 20) / (${#todo[@]} - i) ))
+  [ "$stage" = recipe ] && share=$(($(left) - 20))  # the recipe stage takes 2/5 of the rest itself
+  say "stage $stage ($share s)"
+  "stage_$stage" "$share"
+  say "stage $stage done (rc $?)"
+done
