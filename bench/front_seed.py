@@ -1,0 +1,74 @@
+"""The two-stage baseline's slimmable front from another supernet seed, beside a finished Joslim
+run's fronts: how far a whole front moves with the supernet seed alone.
+
+Tests the random search's front (Pareto front of held-out loss vs MACs over the archs it scored)
+of ``--run`` — a run of the same config with ``search.methods = ["random"]`` and another
+``supernet.seed`` — on the test set with that run's supernet (BatchNorm recalibrated per arch, as
+`Joslim.artifacts` does), then sums up the fronts of ``--reference`` (its ``search/*.front.json``)
+and this one with `compare_fronts` over the budgets of the config: mean top-1 over the common
+MACs range and top-1 at each budget.
+
+    slimnas search configs/joslim_resnet20_cifar10.toml --set run.dir=runs/seed1 \\
+        --set supernet.seed=1 --set 'search.methods=["random"]'
+    .venv/bin/python bench/front_seed.py configs/joslim_resnet20_cifar10.toml \\
+        --run runs/seed1 --set supernet.seed=1 --set 'search.methods=["random"]' \\
+        --reference runs/joslim_resnet20_cifar10_r18
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from slimnas.config import PipelineConfig, load_config
+from slimnas.methods.baseline_search import read_scored
+from slimnas.methods.fronts import compare_fronts, evaluate_archs, explored_range, scored_front
+from slimnas.pipeline import Pipeline
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("config")
+    parser.add_argument("--run", required=True, help="the other seed's finished run dir")
+    parser.add_argument("--set", action="append", default=[], help="the --set of that run")
+    parser.add_argument("--reference", required=True, help="a finished joslim + random run dir")
+    parser.add_argument("--name", default="random_seed1", help="name of the new front")
+    args = parser.parse_args()
+
+    config = load_config(args.config, [*args.set, f"run.dir={args.run}"], PipelineConfig)
+    pipeline = Pipeline(config, resume=True, progress=False)
+    supernet = pipeline.stage_supernet()
+    setup = pipeline.setup()
+    space, cost = supernet.space, "macs"
+    out = Path(args.run) / "search" / "random.front.json"
+    if out.exists():
+        tested = json.loads(out.read_text())
+    else:
+        scored = read_scored(json.loads((Path(args.run) / "search/random.scored.json").read_text()))
+        front = scored_front(space, scored, cost)
+        test = list(setup.loader(setup.data.test, 500, train=False))
+        found = evaluate_archs(supernet, [p["arch"] for p in front], setup.calibration(), test)
+        points = [
+            p | {"test_accuracy": e.accuracy, "test_loss": e.loss} for p, e in zip(front, found)
+        ]
+        tested = {"explored": explored_range(space, list(scored), cost), "points": points}
+        out.write_text(json.dumps(tested))
+    fronts = {
+        path.name.removesuffix(".front.json"): json.loads(path.read_text())
+        for path in sorted((Path(args.reference) / "search").glob("*.front.json"))
+    }
+    fronts[args.name] = tested
+    summary = compare_fronts(fronts, space, pipeline.prepare().budgets, cost)
+    low, high = summary["range"]
+    print(f"common range {low / 1e6:.2f}-{high / 1e6:.2f} M MACs")
+    for method, found in summary["methods"].items():
+        picks = "  ".join(
+            f"{b}: {100 * p['test_accuracy']:.2f} ({p['macs'] / 1e6:.2f} M)"
+            for b, p in found["budgets"].items()
+        )
+        print(f"{method:14s} {len(found['points']):3d} archs  mean {found['auc']:.2f}  {picks}")
+
+
+if __name__ == "__main__":
+    main()
