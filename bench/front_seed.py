@@ -3,10 +3,10 @@ run's fronts: how far a whole front moves with the supernet seed alone.
 
 Tests the random search's front (Pareto front of held-out loss vs MACs over the archs it scored)
 of ``--run`` — a run of the same config with ``search.methods = ["random"]`` and another
-``supernet.seed`` — on the test set with that run's supernet (BatchNorm recalibrated per arch, as
-`Joslim.artifacts` does), then sums up the fronts of ``--reference`` (its ``search/*.front.json``)
-and this one with `compare_fronts` over the budgets of the config: mean top-1 over the common
-MACs range and top-1 at each budget.
+``supernet.seed`` — on the test set with that run's supernet (`tested_front`, as
+`Joslim.artifacts` does: BatchNorm recalibrated per arch), then sums up the fronts of
+``--reference`` (its ``search/*.front.json``) and this one with `compare_fronts` over the
+budgets of the config: mean top-1 over the common MACs range and top-1 at each budget.
 
     slimnas search configs/joslim_resnet20_cifar10.toml --set run.dir=runs/seed1 \\
         --set supernet.seed=1 --set 'search.methods=["random"]'
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from slimnas.config import PipelineConfig, load_config
 from slimnas.methods.baseline_search import read_scored
-from slimnas.methods.fronts import compare_fronts, evaluate_archs, explored_range, scored_front
+from slimnas.methods.fronts import compare_fronts, scored_front, tested_front
 from slimnas.pipeline import Pipeline
 
 
@@ -48,11 +48,7 @@ def main() -> None:
         scored = read_scored(json.loads((Path(args.run) / "search/random.scored.json").read_text()))
         front = scored_front(space, scored, cost)
         test = list(setup.loader(setup.data.test, 500, train=False))
-        found = evaluate_archs(supernet, [p["arch"] for p in front], setup.calibration(), test)
-        points = [
-            p | {"test_accuracy": e.accuracy, "test_loss": e.loss} for p, e in zip(front, found)
-        ]
-        tested = {"explored": explored_range(space, list(scored), cost), "points": points}
+        tested = tested_front(supernet, front, list(scored), setup.calibration(), test, cost)
         out.write_text(json.dumps(tested))
     fronts = {
         path.name.removesuffix(".front.json"): json.loads(path.read_text())

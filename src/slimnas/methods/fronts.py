@@ -96,6 +96,26 @@ def evaluate_archs(
     return found
 
 
+def tested_front(
+    supernet,
+    front: Sequence[Mapping[str, Any]],
+    seen: Sequence[Mapping],
+    calibration: Sequence,
+    test: Sequence,
+    cost: str,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """``front``'s points (held-out loss vs ``cost``) each with its ``test_accuracy`` and
+    ``test_loss`` with ``supernet``'s weights (`evaluate_archs`), and the ``explored`` cost range
+    of the archs ``seen`` (`explored_range`): what `compare_fronts` reads of one method. The test
+    set only reports: the front was chosen on held-out data."""
+    found = evaluate_archs(supernet, [p["arch"] for p in front], calibration, test, progress)
+    points = [
+        dict(p) | {"test_accuracy": e.accuracy, "test_loss": e.loss} for p, e in zip(front, found)
+    ]
+    return {"explored": explored_range(supernet.space, seen, cost), "points": points}
+
+
 def pick_curve(points: Sequence[Point], cost: str) -> list[tuple[float, float]]:
     """``(cost, test accuracy)`` of the points a budget on ``cost`` can pick, by ascending
     cost: those with a lower held-out loss than every cheaper point. At any cost c the
@@ -204,4 +224,5 @@ __all__ = [
     "front_auc",
     "scored_front",
     "step_accuracy",
+    "tested_front",
 ]

@@ -51,10 +51,9 @@ from slimnas.methods.base import Options as BaseOptions
 from slimnas.methods.baseline_search import RandomSearch, read_scored
 from slimnas.methods.fronts import (
     compare_fronts,
-    evaluate_archs,
-    explored_range,
     pareto_front,
     scored_front,
+    tested_front,
 )
 from slimnas.methods.joslim_acquisition import (
     ObjectiveModels,
@@ -332,17 +331,12 @@ class Joslim(Method):
         saved = read_json(path)
         if saved is not None:
             return saved
-        cost, space = self.options.cost, supernet.space
         test = list(setup.loader(setup.data.test, 500, train=False))
-        archs = [point["arch"] for point in front]
-        found = evaluate_archs(supernet, archs, setup.calibration(), test, setup.progress)
-        points = [
-            point | {"test_accuracy": e.accuracy, "test_loss": e.loss}
-            for point, e in zip(front, found)
-        ]
-        tested = {"explored": explored_range(space, seen, cost), "points": points}
+        tested = tested_front(
+            supernet, front, seen, setup.calibration(), test, self.options.cost, setup.progress
+        )
         setup.write_json(path, tested)
-        log.info("%s front: %d archs tested", name, len(points))
+        log.info("%s front: %d archs tested", name, len(tested["points"]))
         return tested
 
 
