@@ -8,13 +8,13 @@
 #   autoslim  configs/autoslim_resnet20_cifar10.toml end to end (already at that scale);
 #   joslim    configs/joslim_resnet20_cifar10.toml: `slimnas search` + `slimnas report` (already
 #             at that scale; a slimmable-net comparison, no retraining);
-#   tas       configs/tas_teacher_resnet20_cifar10.toml (the KD teacher) on the same 20,000
-#             images, then configs/tas_resnet20_cifar10.toml with 15-epoch searches and supernet,
-#             2,500 + 2,500 held-out images to score and report, KD retraining with 3 seeds;
+#   tas       configs/tas_teacher_resnet20_cifar10.toml (the KD teacher), then
+#             configs/tas_resnet20_cifar10.toml (both already at that scale: 15-epoch searches,
+#             2,500 + 2,500 held-out images to score and report, KD retraining with 3 seeds);
 #   proxyless configs/proxyless_cifar10.toml with this machine's latency table (onnxruntime, 1
 #             thread, as the config), a 15-epoch warm-up and 15-epoch searches, 3 seeds.
-# The tas and proxyless overrides (TAS_SET, PROXYLESS_SET below) go into those configs once
-# their reruns are written up, as configs/autoslim_resnet20_cifar10.toml's did.
+# The proxyless overrides (PROXYLESS_SET below) go into its config once its rerun is written up,
+# as the autoslim, joslim and tas configs' did.
 #
 #   python3 ../shared/data/cifar10.py data/cache
 #   PY=.venv/bin/python OUT=runs/issue18 SECONDS_LEFT=36000 bash bench/issue18_rerun.sh
@@ -39,9 +39,7 @@ say() { echo "[$(date -u +%H:%M:%S) left $(left)s] $*" | tee -a "$LOG"; }
 SCALE=(--set data.max_train_images=25000 --set data.heldout=0.2)
 RECIPE=(--set data.source=cifar10 --set data.root=data/cache "${SCALE[@]}" --set train.epochs=15)
 TEACHER_DIR=runs/issue18_tas_teacher
-TAS_SET=("${SCALE[@]}" --set supernet.epochs=15 --set search.tas.epochs=15
-         --set search.tas_width.epochs=15 --set search.score_images=2500
-         --set search.report_images=2500 --set retrain.teacher=$TEACHER_DIR)
+TAS_SET=(--set retrain.teacher=$TEACHER_DIR)
 PROXYLESS_SET=("${SCALE[@]}" --set search.proxyless.warmup_epochs=15 --set search.proxyless.epochs=15
                --set search.score_images=2500 --set search.report_images=2500
                --set 'retrain.seeds=[0,1,2]'
@@ -104,8 +102,8 @@ stage_tas() {
            --set data.max_train_images=700)
   fi
   local end=$(($(date +%s) + $1))
-  timeout "$1" $PY -m slimnas.cli train configs/tas_teacher_resnet20_cifar10.toml "${SCALE[@]}" \
-    "${teacher[@]}" > "$OUT/tas.log" 2>&1 &&
+  timeout "$1" $PY -m slimnas.cli train configs/tas_teacher_resnet20_cifar10.toml "${teacher[@]}" \
+    > "$OUT/tas.log" 2>&1 &&
     timeout $((end - $(date +%s))) $PY -m slimnas.cli run configs/tas_resnet20_cifar10.toml \
       "${TAS_SET[@]}" --set run.dir=$dir "${SMALL[@]}" "${extra[@]}" >> "$OUT/tas.log" 2>&1
   rc=$?
