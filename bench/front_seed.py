@@ -5,13 +5,21 @@ Tests the random search's front (Pareto front of held-out loss vs MACs over the 
 of ``--run`` — a run of the same config with ``search.methods = ["random"]`` and another
 ``supernet.seed`` — on the test set with that run's supernet (`tested_front`, as
 `Joslim.artifacts` does: BatchNorm recalibrated per arch), then sums up the fronts of
-``--reference`` (its ``search/*.front.json``) and this one with `compare_fronts` over the
-budgets of the config: mean top-1 over the common MACs range and top-1 at each budget.
+``--reference`` (its ``search/*.front.json``) and those of ``--run`` (its random front and any
+other tested front there, e.g. a Joslim front that `slimnas report` wrote; named with
+``--suffix``) with `compare_fronts` over the budgets of the config: mean top-1 over the common
+MACs range and top-1 at each budget.
 
     slimnas search configs/joslim_resnet20_cifar10.toml --set run.dir=runs/seed1 \\
         --set supernet.seed=1 --set 'search.methods=["random"]'
     .venv/bin/python bench/front_seed.py configs/joslim_resnet20_cifar10.toml \\
         --run runs/seed1 --set supernet.seed=1 --set 'search.methods=["random"]' \\
+        --reference runs/joslim_resnet20_cifar10_r18
+    # Joslim on the same seed, added to that run (its random search kept), then all four fronts:
+    slimnas search configs/joslim_resnet20_cifar10.toml --set run.dir=runs/seed1 \
+        --set supernet.seed=1 --set 'search.methods=["joslim","random"]' --resume   # + report
+    .venv/bin/python bench/front_seed.py configs/joslim_resnet20_cifar10.toml --run runs/seed1 \
+        --set supernet.seed=1 --set 'search.methods=["joslim","random"]' \
         --reference runs/joslim_resnet20_cifar10_r18
 """
 
@@ -33,7 +41,7 @@ def main() -> None:
     parser.add_argument("--run", required=True, help="the other seed's finished run dir")
     parser.add_argument("--set", action="append", default=[], help="the --set of that run")
     parser.add_argument("--reference", required=True, help="a finished joslim + random run dir")
-    parser.add_argument("--name", default="random_seed1", help="name of the new front")
+    parser.add_argument("--suffix", default="_seed1", help="added to the names of --run's fronts")
     args = parser.parse_args()
 
     config = load_config(args.config, [*args.set, f"run.dir={args.run}"], PipelineConfig)
@@ -42,19 +50,19 @@ def main() -> None:
     setup = pipeline.setup()
     space, cost = supernet.space, "macs"
     out = Path(args.run) / "search" / "random.front.json"
-    if out.exists():
-        tested = json.loads(out.read_text())
-    else:
+    if not out.exists():
         scored = read_scored(json.loads((Path(args.run) / "search/random.scored.json").read_text()))
         front = scored_front(space, scored, cost)
         test = list(setup.loader(setup.data.test, 500, train=False))
-        tested = tested_front(supernet, front, list(scored), setup.calibration(), test, cost)
-        out.write_text(json.dumps(tested))
+        out.write_text(
+            json.dumps(tested_front(supernet, front, list(scored), setup.calibration(), test, cost))
+        )
     fronts = {
         path.name.removesuffix(".front.json"): json.loads(path.read_text())
         for path in sorted((Path(args.reference) / "search").glob("*.front.json"))
     }
-    fronts[args.name] = tested
+    for path in sorted((Path(args.run) / "search").glob("*.front.json")):
+        fronts[path.name.removesuffix(".front.json") + args.suffix] = json.loads(path.read_text())
     summary = compare_fronts(fronts, space, pipeline.prepare().budgets, cost)
     low, high = summary["range"]
     print(f"common range {low / 1e6:.2f}-{high / 1e6:.2f} M MACs")
