@@ -16,10 +16,11 @@ MACs range and top-1 at each budget.
         --run runs/seed1 --set supernet.seed=1 --set 'search.methods=["random"]' \\
         --reference runs/joslim_resnet20_cifar10_r18
     # Joslim on the same seed, added to that run (its random search kept), then all four fronts:
-    slimnas search configs/joslim_resnet20_cifar10.toml --set run.dir=runs/seed1 \
-        --set supernet.seed=1 --set 'search.methods=["joslim","random"]' --resume   # + report
-    .venv/bin/python bench/front_seed.py configs/joslim_resnet20_cifar10.toml --run runs/seed1 \
-        --set supernet.seed=1 --set 'search.methods=["joslim","random"]' \
+    S=(--set run.dir=runs/seed1 --set supernet.seed=1 --set 'search.methods=["joslim","random"]')
+    slimnas search configs/joslim_resnet20_cifar10.toml "${S[@]}" --resume
+    slimnas report configs/joslim_resnet20_cifar10.toml "${S[@]}" --resume  # tests Joslim's front
+    .venv/bin/python bench/front_seed.py configs/joslim_resnet20_cifar10.toml --run runs/seed1 \\
+        --set supernet.seed=1 --set 'search.methods=["joslim","random"]' \\
         --reference runs/joslim_resnet20_cifar10_r18
 """
 
@@ -32,6 +33,7 @@ from pathlib import Path
 from slimnas.config import PipelineConfig, load_config
 from slimnas.methods.baseline_search import read_scored
 from slimnas.methods.fronts import compare_fronts, scored_front, tested_front
+from slimnas.methods.setup import read_json
 from slimnas.pipeline import Pipeline
 
 
@@ -50,12 +52,12 @@ def main() -> None:
     setup = pipeline.setup()
     space, cost = supernet.space, "macs"
     out = Path(args.run) / "search" / "random.front.json"
-    if not out.exists():
-        scored = read_scored(json.loads((Path(args.run) / "search/random.scored.json").read_text()))
+    if read_json(out) is None:  # tested once, written atomically, as Joslim._tested does
+        scored = read_scored(read_json(Path(args.run) / "search/random.scored.json"))
         front = scored_front(space, scored, cost)
         test = list(setup.loader(setup.data.test, 500, train=False))
-        out.write_text(
-            json.dumps(tested_front(supernet, front, list(scored), setup.calibration(), test, cost))
+        setup.write_json(
+            out, tested_front(supernet, front, list(scored), setup.calibration(), test, cost)
         )
     fronts = {
         path.name.removesuffix(".front.json"): json.loads(path.read_text())
