@@ -25,6 +25,8 @@
 # --resume; a retraining counts as done only with its model.safetensors, so those stay in).
 # Each stage gets the time left divided by the stages still to come (the recipe stage 2/5 of it).
 # SMOKE=1 cuts every stage to a few hundred images and one epoch (a check of the script).
+# RESUME=1 continues the proxyless stage's run dir (`slimnas run --resume`) with the latency table
+# it was started on, e.g. in a later session: RESUME=1 STAGES=proxyless ... bash bench/issue18_rerun.sh
 set -u
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-runs/issue18}
@@ -116,9 +118,14 @@ stage_proxyless() {
   [ "${SMOKE:-0}" = 1 ] && extra=(--set search.proxyless.warmup_epochs=1
                                   --set search.proxyless.epochs=1  # a held-out batch for arch steps
                                   --set data.max_train_images=1400)
-  local end=$(($(date +%s) + $1))
-  timeout "$1" $PY -m slimnas.cli latency-table configs/proxyless_cifar10.toml "${PROXYLESS_SET[@]}" \
-    > "$OUT/proxyless.log" 2>&1 &&
+  local end=$(($(date +%s) + $1)) table=runs/issue18_proxyless_latency_table.json
+  [ "${RESUME:-0}" = 1 ] && extra+=(--resume)
+  if [ "${RESUME:-0}" = 1 ] && [ -f $table ]; then  # the run's budgets were set on this table
+    echo "resuming $dir with $table" >> "$OUT/proxyless.log"
+  else
+    timeout "$1" $PY -m slimnas.cli latency-table configs/proxyless_cifar10.toml \
+      "${PROXYLESS_SET[@]}" > "$OUT/proxyless.log" 2>&1
+  fi &&
     timeout $((end - $(date +%s))) $PY -m slimnas.cli run configs/proxyless_cifar10.toml \
       "${PROXYLESS_SET[@]}" --set run.dir=$dir "${SMALL[@]}" "${extra[@]}" \
       >> "$OUT/proxyless.log" 2>&1

@@ -64,6 +64,38 @@ def test_tas_searches_each_budget_and_its_archs_meet_it(tas_run: Path) -> None:
     assert [p["epoch"] for p in trace] == [0] and 0 < trace[0]["cost_argmax"]
 
 
+def test_tas_archs_inherit_and_are_scored_by_their_own_search_weights(tas_run, tmp_path):
+    import shutil
+
+    found = {
+        r["method"]: r
+        for name in ("tas", "uniform")
+        for r in json.loads((tas_run / "search" / f"{name}.json").read_text())
+    }
+    assert found["tas"]["info"]["scored_by"] == "tas macs<=50%"
+    assert found["uniform"]["info"]["scored_by"] == "supernet"
+    assert "weights of 3 networks" in (tas_run / "report.md").read_text()
+    # A copy of the run: one budget's search keeps its end weights in final/ ...
+    run_dir = tmp_path / "run"
+    shutil.copytree(tas_run, run_dir)
+    config = tiny_config(
+        run_dir, retrain__teacher=str(tas_run.parent / "teacher.safetensors"), **CHANGES
+    )
+    pipeline = Pipeline(config, resume=True, progress=False)
+    own = pipeline.weights_of("tas", "macs<=50%")
+    final = run_dir / "search" / "tas" / budget_slug("macs<=50%") / "final"
+    saved = load_tensors(final / "supernet.safetensors")
+    state = own.model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in saved.items())
+    shared = pipeline.stage_supernet().model.state_dict()
+    assert not torch.equal(state["conv1.weight"], shared["conv1.weight"])
+    assert pipeline.weights_of("uniform", "macs<=50%") is pipeline.stage_supernet()
+    # ... and a search finished before final/ was written is read from its last checkpoint.
+    shutil.rmtree(final)
+    again = Pipeline(config, resume=True, progress=False).weights_of("tas", "macs<=50%")
+    assert all(torch.equal(again.model.state_dict()[k], v) for k, v in saved.items())
+
+
 def test_retraining_distils_from_the_given_teacher(tas_run: Path) -> None:
     metrics = tas_run / "models" / "tas" / budget_slug("macs<=50%") / "seed0" / "metrics.csv"
     assert "loss_ce" in metrics.read_text().splitlines()[0]  # the KD step's own column

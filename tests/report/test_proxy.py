@@ -44,8 +44,8 @@ def test_standard_error():
         kendall_tau([1, 2], [1])
 
 
-def _summary(search: float, test: float) -> dict:
-    return {"search_accuracy": search, "test_mean": test}
+def _summary(search: float, test: float, scored_by: str | None = None) -> dict:
+    return {"search_accuracy": search, "test_mean": test, "scored_by": scored_by}
 
 
 def test_report_section_ranks_the_found_archs_and_reads_the_uniform_path():
@@ -65,4 +65,15 @@ def test_report_section_ranks_the_found_archs_and_reads_the_uniform_path():
 
 def test_report_section_with_too_few_archs():
     text = "\n".join(proxy_section([_summary(0.3, 0.5), _summary(0.3, None)], None))
-    assert "1 found archs" in text and "too few" in text and "uniform path" not in text
+    assert "1 found arch(s)" in text and "too few" in text and "uniform path" not in text
+
+
+def test_report_section_ranks_only_archs_of_one_network():
+    # Three archs of the shared supernet in the same order as retrained; two of TAS's
+    # per-budget networks whose higher scores would break that order if they were pooled.
+    shared = [_summary(0.30, 0.50, "supernet"), _summary(0.35, 0.55), _summary(0.40, 0.60)]
+    own = [_summary(0.90, 0.52, "tas macs<=50%"), _summary(0.95, 0.51, "tas macs<=30%")]
+    text = "\n".join(proxy_section(shared + own, None))
+    assert "weights of 3 networks" in text
+    assert "Over the 3 found archs" in text and "τ = 1.00" in text  # pooled it would be 0.2
+    assert text.count("1 found arch(s)") == 2 and "`tas macs<=50%`'s own network" in text

@@ -1,7 +1,9 @@
 """`OneBudgetMethod`: what TAS and ProxylessNAS share — methods whose loss holds the budget, so
 that each budget is one search: a copy of the fitted weights trained together with fresh
 architecture logits, resumable in ``<folder>/<budget>/``, then one arch derived from the logits
-and scored on the held-out images with the search's own weights (BatchNorm recalibrated).
+and scored on the held-out images with the search's own weights (BatchNorm recalibrated). Those
+weights (``<folder>/<budget>/final/``) are the ones the arch inherits (`weights`): exports, the
+report's inherited accuracy and ``retrain.init = "inherit"`` use the network that chose it.
 
 A subclass implements ``make_step(supernet, arch_data, budget, steps_per_epoch, epochs)`` (an
 `ArchStep`), ``result(step, budget, scorer)`` and ``loaders(setup)``; it may warm the weights
@@ -22,9 +24,11 @@ from slimnas.cost.budget import Budget
 from slimnas.errors import ConfigError
 from slimnas.methods.base import Method
 from slimnas.methods.result import Result
-from slimnas.methods.setup import Setup, epoch_means, read_json
+from slimnas.methods.setup import Setup, epoch_means, load_weights, read_json
 from slimnas.run_dir import budget_slug
-from slimnas.train import distributed
+from slimnas.train import buffers_kept, distributed
+from slimnas.train.checkpoint import checkpoint_dirs
+from slimnas.weights import load_weights as load_model_weights
 
 
 class OneBudgetMethod(Method):
@@ -44,6 +48,7 @@ class OneBudgetMethod(Method):
         self.setup = setup
         self.supernet = self.warm_up(supernet, setup)
         self.steps: dict[str, Any] = {}  # per budget text, the step of its search (this process)
+        self.trained: dict[str, Any] = {}  # per budget text, its search's weights (`weights`)
         return self
 
     def attach(self, supernet, setup: Setup) -> OneBudgetMethod:
@@ -82,10 +87,38 @@ class OneBudgetMethod(Method):
             setup.train(trainer, f"{self.name} {budget.text}", self.training, recipe)
         finally:
             supernet.activate(supernet.max_arch())
-        result = self.result(step, budget, setup.scorer(supernet, "recalibrate"))
+        if folder is not None and distributed.is_main():  # before result.json: it marks the end
+            supernet.save(folder / "final")
+        with buffers_kept(supernet):  # scoring recalibrates BatchNorm; keep the trained statistics
+            result = self.result(step, budget, setup.scorer(supernet, "recalibrate"))
+        supernet.activate(supernet.max_arch())
+        self.trained[budget.text] = supernet
         if folder is not None:
             setup.write_json(folder / "result.json", result.to_dict())
         return result
+
+    def weights(self, budget: str | None = None):
+        """The weights ``budget``'s search trained (each budget's search trains its own copy):
+        its ``final/``, else the newest checkpoint of its folder (a search finished before
+        ``final/`` was written). None when that search is nowhere to be found, or for no
+        budget: the run's shared supernet then."""
+        if budget is None or self.supernet is None:
+            return None
+        if budget in self.trained:
+            return self.trained[budget]
+        folder = None if self.setup.folder is None else self.setup.folder / budget_slug(budget)
+        if folder is None or not (folder / "result.json").exists():
+            return None
+        supernet = copy.deepcopy(self.supernet)
+        if (folder / "final" / "supernet.json").exists():
+            load_weights(supernet, folder / "final")
+        elif checkpoint_dirs(folder):
+            load_model_weights(supernet, folder)  # the last epoch's checkpoint: the end weights
+            supernet.activate(supernet.max_arch())
+        else:
+            return None
+        self.trained[budget] = supernet
+        return supernet
 
     def artifacts(
         self, setup: Setup, results: Sequence[Result], budgets: Sequence[Budget]

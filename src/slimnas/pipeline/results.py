@@ -95,6 +95,7 @@ class ResultsStage:
                             "params": result.costs["params"],
                             "memory": result.costs["memory"],
                             "search_accuracy": result.accuracy,
+                            "scored_by": result.info.get("scored_by"),
                             "test_accuracy": None,
                         }
                     )

@@ -83,6 +83,7 @@ class RetrainStage:
             "params": module_params(model),
             "memory": peak_memory(p.space, result.arch),
             "search_accuracy": result.accuracy,
+            "scored_by": result.info.get("scored_by"),
             "test_accuracy": test.accuracy if test else None,
             "test_loss": test.loss if test else None,
             "epochs": recipe.epochs,

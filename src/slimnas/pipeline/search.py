@@ -56,27 +56,35 @@ class SearchStage:
     def _report_scores(self, name: str, results: list[Result]) -> list[Result]:
         """Each result's inherited accuracy on the report images (`Setup.report_batches`, no
         method selected on them; BatchNorm recalibrated), the search's own score kept in
-        ``info["search_split_accuracy"]``. Unchanged when there are no report images."""
+        ``info["search_split_accuracy"]``; unchanged accuracies when there are no report images.
+        ``info["scored_by"]`` names the network whose weights scored it (`scored_by`)."""
         setup = self.setup()
         batches = setup.report_batches()
-        if not batches:
-            return results
-        scores = []
+        scored = []
         for result in results:
-            supernet = self.weights_of(name, result.budget)
-            # Recalibration rewrites the BatchNorm buffers; put them back, so that what follows
-            # (the max arch as KD teacher) sees the same supernet as a run resumed from disk.
-            with buffers_kept(supernet):
-                scorer = ArchScorer(supernet, batches, "recalibrate", setup.calibration())
-                scores.append(scorer.score(result.arch))
-        return [
-            replace(
-                r,
-                accuracy=score.accuracy,
-                info=r.info | {"search_split_accuracy": r.accuracy, "report_images": score.samples},
-            )
-            for r, score in zip(results, scores)
-        ]
+            info = result.info | {"scored_by": self.scored_by(name, result.budget)}
+            if batches:
+                supernet = self.weights_of(name, result.budget)
+                # Recalibration rewrites the BatchNorm buffers; put them back, so that what
+                # follows (the max arch as KD teacher) sees the same supernet as a run resumed
+                # from disk.
+                with buffers_kept(supernet):
+                    scorer = ArchScorer(supernet, batches, "recalibrate", setup.calibration())
+                    score = scorer.score(result.arch)
+                info |= {"search_split_accuracy": result.accuracy, "report_images": score.samples}
+                result = replace(result, accuracy=score.accuracy)
+            scored.append(replace(result, info=info))
+        return scored
+
+    def scored_by(self, name: str, budget: str) -> str:
+        """The network whose weights ``name``'s arch of ``budget`` inherits (`weights_of`):
+        ``"supernet"`` (the run's shared one), ``name`` (the method's own, one for every
+        budget: Joslim's) or ``"<name> <budget>"`` (one per budget's search: TAS's,
+        ProxylessNAS's). Inherited accuracies rank archs only within one network."""
+        method = self.method(name)
+        if method.weights(None) is not None:
+            return name
+        return "supernet" if method.weights(budget) is None else f"{name} {budget}"
 
 
 __all__ = ["SearchStage"]

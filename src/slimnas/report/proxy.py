@@ -86,26 +86,42 @@ def proxy_section(summaries: Sequence[Mapping], supernet: Mapping | None) -> lis
         supernet: the supernet stage's scores (``uniform_path``: ratio, MACs share, accuracy,
             images), or None.
     """
-    pairs = [
-        (s["search_accuracy"], s["test_mean"])
-        for s in summaries
-        if s.get("search_accuracy") is not None and s.get("test_mean") is not None
-    ]
+    # Inherited accuracies rank archs only within one network (`SearchStage.scored_by`); runs
+    # from before ``scored_by`` was recorded count as one network.
+    networks: dict[str, list[tuple[float, float]]] = {}
+    for s in summaries:
+        if s.get("search_accuracy") is not None and s.get("test_mean") is not None:
+            pair = (s["search_accuracy"], s["test_mean"])
+            networks.setdefault(s.get("scored_by") or "supernet", []).append(pair)
     lines = ["## Proxy quality"]
-    if len(pairs) >= 3:
-        inherited, retrained = zip(*pairs)
+    if len(networks) > 1:
         lines.append(
-            f"Over the {len(pairs)} found archs (method × budget), the inherited accuracy "
-            "(Search acc.) ranks them against their mean retrained test accuracy with Kendall's "
-            f"τ = {kendall_tau(inherited, retrained):.2f} and Spearman's "
-            f"ρ = {spearman_rho(inherited, retrained):.2f} (1: the same order; archs of one "
-            "budget cost about the same, so this mostly asks whether the supernet ranks archs "
-            "of one cost; `bench/proxy_quality.py` measures it over a wider spread)."
+            f"The found archs inherit the weights of {len(networks)} networks (a method that "
+            "trains its own, per budget for TAS and ProxylessNAS, scores its archs with it); an "
+            "inherited accuracy ranks archs only against those of the same network."
         )
-    else:
+    for network, pairs in sorted(networks.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        whose = "the run's supernet" if network == "supernet" else f"`{network}`'s own network"
+        if len(pairs) >= 3:
+            inherited, retrained = zip(*pairs)
+            lines.append(
+                f"Over the {len(pairs)} found archs (method × budget) that inherit {whose}'s "
+                "weights, the inherited accuracy (Search acc.) ranks them against their mean "
+                f"retrained test accuracy with Kendall's τ = "
+                f"{kendall_tau(inherited, retrained):.2f} and Spearman's "
+                f"ρ = {spearman_rho(inherited, retrained):.2f} (1: the same order; archs of one "
+                "budget cost about the same, so this mostly asks whether the network ranks "
+                "archs of one cost; `bench/proxy_quality.py` measures it over a wider spread)."
+            )
+        else:
+            lines.append(
+                f"{len(pairs)} found arch(s) with a retrained accuracy inherit {whose}'s "
+                "weights: too few to rank (at least 3)."
+            )
+    if not networks:
         lines.append(
-            f"{len(pairs)} found archs have both an inherited and a retrained accuracy: too few "
-            "to rank (at least 3)."
+            "0 found archs have both an inherited and a retrained accuracy: too few to rank "
+            "(at least 3)."
         )
     path = (supernet or {}).get("uniform_path") or []
     if path:

@@ -84,7 +84,8 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         ``test_n`` (models with a test accuracy), ``test_mean`` and ``test_std`` (fractions, None
         when missing), ``pending`` (models not retrained yet), ``search_accuracy`` (mean),
         ``macs``, ``params``, ``memory``, ``latency_ms`` (means, None when absent), the measured
-        latency's ``latency_p10_ms`` and ``latency_p90_ms``, under a latency budget its
+        latency's ``latency_p10_ms`` and ``latency_p90_ms``, ``scored_by`` (the network that gave
+        ``search_accuracy``; None in runs from before it was recorded), under a latency budget its
         ``latency_budget_ms``, ``predicted_latency_ms``, ``latency_at_table_speed_ms`` and
         ``latency_p10_at_table_speed_ms`` (means, None when absent),
         ``latency_setting`` (how latency was measured), ``arch`` (the lowest seed's) and
@@ -113,6 +114,7 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "test_std": test_std,
                 "pending": len(group) - len(tests),
                 "search_accuracy": _mean_of(group, "search_accuracy"),
+                "scored_by": next((r["scored_by"] for r in group if r.get("scored_by")), None),
                 **{cost: _mean_of(group, cost) for cost in _COSTS + _LATENCY},
                 "latency_setting": next(
                     (r["latency_setting"] for r in group if r.get("latency_setting")), None
