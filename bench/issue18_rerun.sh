@@ -12,7 +12,8 @@
 #             configs/tas_resnet20_cifar10.toml (both already at that scale: 15-epoch searches,
 #             2,500 + 2,500 held-out images to score and report, KD retraining with 3 seeds);
 #   proxyless configs/proxyless_cifar10.toml with this machine's latency table (onnxruntime, 1
-#             thread, as the config), a 15-epoch warm-up and 15-epoch searches, 3 seeds.
+#             thread, as the config), a 15-epoch warm-up and 15-epoch searches, 3 seeds;
+#   proxyless_band  the same with the band loss, from a copy of proxyless's warm-up (after it).
 # The proxyless overrides (PROXYLESS_SET below) go into its config once its rerun is written up,
 # as the autoslim, joslim and tas configs' did.
 #
@@ -30,6 +31,7 @@
 set -u
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-runs/issue18}
+RUNS=${RUNS:-runs}  # where the stages' run dirs go (e.g. RUNS=/tmp/smoke with SMOKE=1)
 SECONDS_LEFT=${SECONDS_LEFT:-36000}
 STAGES=${STAGES:-recipe autoslim joslim tas proxyless}
 mkdir -p "$OUT"
@@ -40,12 +42,12 @@ say() { echo "[$(date -u +%H:%M:%S) left $(left)s] $*" | tee -a "$LOG"; }
 
 SCALE=(--set data.max_train_images=25000 --set data.heldout=0.2)
 RECIPE=(--set data.source=cifar10 --set data.root=data/cache "${SCALE[@]}" --set train.epochs=15)
-TEACHER_DIR=runs/issue18_tas_teacher
+TEACHER_DIR=$RUNS/issue18_tas_teacher
 TAS_SET=(--set retrain.teacher=$TEACHER_DIR)
 PROXYLESS_SET=("${SCALE[@]}" --set search.proxyless.warmup_epochs=15 --set search.proxyless.epochs=15
                --set search.score_images=2500 --set search.report_images=2500
                --set 'retrain.seeds=[0,1,2]'
-               --set search.latency_table=runs/issue18_proxyless_latency_table.json)
+               --set search.latency_table=$RUNS/issue18_proxyless_latency_table.json)
 SMALL=()
 if [ "${SMOKE:-0}" = 1 ]; then
   RECIPE+=(--set data.max_train_images=300 --set data.max_test_images=200 --set train.epochs=1)
@@ -53,8 +55,8 @@ if [ "${SMOKE:-0}" = 1 ]; then
          --set retrain.epochs=1 --set retrain.seeds=0 --set search.score_images=40
          --set search.report_images=20 --set search.score_batch=40)
 fi
-declare -A RUN_DIR=([autoslim]=runs/issue18_autoslim [joslim]=runs/issue18_joslim
-                    [tas]=runs/issue18_tas [proxyless]=runs/issue18_proxyless)
+declare -A RUN_DIR=([autoslim]=$RUNS/issue18_autoslim [joslim]=$RUNS/issue18_joslim
+                    [tas]=$RUNS/issue18_tas [proxyless]=$RUNS/issue18_proxyless)
 
 pack() {  # pack <stage> <run dir>...
   local stage=$1; shift
@@ -118,7 +120,7 @@ stage_proxyless() {
   [ "${SMOKE:-0}" = 1 ] && extra=(--set search.proxyless.warmup_epochs=1
                                   --set search.proxyless.epochs=1  # a held-out batch for arch steps
                                   --set data.max_train_images=1400)
-  local end=$(($(date +%s) + $1)) table=runs/issue18_proxyless_latency_table.json
+  local end=$(($(date +%s) + $1)) table=$RUNS/issue18_proxyless_latency_table.json
   [ "${RESUME:-0}" = 1 ] && extra+=(--resume)
   if [ "${RESUME:-0}" = 1 ] && [ -f $table ]; then  # the run's budgets were set on this table
     echo "resuming $dir with $table" >> "$OUT/proxyless.log"
@@ -130,7 +132,28 @@ stage_proxyless() {
       "${PROXYLESS_SET[@]}" --set run.dir=$dir "${SMALL[@]}" "${extra[@]}" \
       >> "$OUT/proxyless.log" 2>&1
   rc=$?
-  pack proxyless "$dir" runs/issue18_proxyless_latency_table.json
+  pack proxyless "$dir" $RUNS/issue18_proxyless_latency_table.json
+  return $rc
+}
+
+stage_proxyless_band() {  # the same warm-up (copied from the proxyless stage's run) and
+  # budgets, searched with the band loss (TAS's Eq. 8) instead of the paper's mul_log
+  local dir=$RUNS/issue18_proxyless_band from=${RUN_DIR[proxyless]} rc extra=()
+  [ "${SMOKE:-0}" = 1 ] && extra=(--set search.proxyless.warmup_epochs=1
+                                  --set search.proxyless.epochs=1 --set data.max_train_images=1400)
+  if [ ! -f "$from/search/proxyless/warmup/final/supernet.json" ]; then
+    say "proxyless_band needs the proxyless stage's warm-up in $from: run that stage first"
+    return 2
+  fi
+  [ -f "$dir/config.json" ] && extra+=(--resume)
+  mkdir -p "$dir/search/proxyless"
+  [ -d "$dir/supernet" ] || cp -r "$from/supernet" "$dir/"
+  [ -d "$dir/search/proxyless/warmup" ] || cp -r "$from/search/proxyless/warmup" "$dir/search/proxyless/"
+  timeout "$1" $PY -m slimnas.cli run configs/proxyless_cifar10.toml "${PROXYLESS_SET[@]}" \
+    --set search.proxyless.loss=band --set 'search.methods=["proxyless"]' --set run.dir=$dir \
+    "${SMALL[@]}" "${extra[@]}" >> "$OUT/proxyless_band.log" 2>&1
+  rc=$?
+  pack proxyless_band "$dir"
   return $rc
 }
 
@@ -139,7 +162,7 @@ read -r -a todo <<< "$STAGES"
 for i in "${!todo[@]}"; do
   stage=${todo[$i]}
   if ! declare -F "stage_$stage" > /dev/null; then
-    say "unknown stage '$stage': use recipe, autoslim, joslim, tas or proxyless"; exit 2
+    say "unknown stage '$stage': use recipe, autoslim, joslim, tas, proxyless or proxyless_band"; exit 2
   fi
   share=$(( ($(left) - 20) / (${#todo[@]} - i) ))
   [ "$stage" = recipe ] && share=$(($(left) - 20))  # the recipe stage takes 2/5 of the rest itself

@@ -12,6 +12,7 @@ from slimnas.cli import main
 from slimnas.io import load_tensors, save_tensors
 from slimnas.models import MODELS
 from slimnas.pipeline import Pipeline, budget_slug
+from slimnas.pipeline.finished import write_finished_json
 from slimnas.supernet import Supernet
 from tests.test_pipeline import tiny_config, write_toml
 
@@ -90,6 +91,15 @@ def test_tas_archs_inherit_and_are_scored_by_their_own_search_weights(tas_run, t
     shared = pipeline.stage_supernet().model.state_dict()
     assert not torch.equal(state["conv1.weight"], shared["conv1.weight"])
     assert pipeline.weights_of("uniform", "macs<=50%") is pipeline.stage_supernet()
+    # The report takes a retrained arch's inherited score from the search's results as they are.
+    path = run_dir / "search" / "tas.json"
+    found = json.loads(path.read_text())
+    found[0]["accuracy"] = 0.123
+    write_finished_json(path, found)
+    Pipeline(config, resume=True, progress=False).run(("report",))
+    rows = {r["method"]: r for r in json.loads((run_dir / "results.json").read_text())["rows"]}
+    assert rows["tas"]["search_accuracy"] == 0.123
+    assert rows["tas"]["scored_by"] == "tas macs<=50%"
     # ... and a search finished before final/ was written is read from its last checkpoint.
     shutil.rmtree(final)
     again = Pipeline(config, resume=True, progress=False).weights_of("tas", "macs<=50%")

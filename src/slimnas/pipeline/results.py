@@ -82,8 +82,11 @@ class ResultsStage:
                 for seed in self.prepare().config.retrain.seeds:
                     folder = self.model_dir(method, result.budget, seed)
                     done = finished_json(folder / "result.json")
-                    if done is not None:
-                        rows.append(done)
+                    if done is not None:  # with its inherited score as the search gives it now
+                        scored_by = result.info.get("scored_by")
+                        rows.append(
+                            done | {"search_accuracy": result.accuracy, "scored_by": scored_by}
+                        )
                         continue
                     rows.append(
                         {
