@@ -54,6 +54,8 @@ if [ "${SMOKE:-0}" = 1 ]; then
   SMALL=(--set data.max_train_images=300 --set data.max_test_images=200 --set supernet.epochs=1
          --set retrain.epochs=1 --set retrain.seeds=0 --set search.score_images=40
          --set search.report_images=20 --set search.score_batch=40)
+  PROXYLESS_SMOKE=(--set search.proxyless.warmup_epochs=1 --set search.proxyless.epochs=1
+                   --set data.max_train_images=1400)  # a held-out batch for arch steps
 fi
 declare -A RUN_DIR=([autoslim]=$RUNS/issue18_autoslim [joslim]=$RUNS/issue18_joslim
                     [tas]=$RUNS/issue18_tas [proxyless]=$RUNS/issue18_proxyless)
@@ -117,9 +119,7 @@ stage_tas() {
 
 stage_proxyless() {
   local dir=${RUN_DIR[proxyless]} rc extra=()
-  [ "${SMOKE:-0}" = 1 ] && extra=(--set search.proxyless.warmup_epochs=1
-                                  --set search.proxyless.epochs=1  # a held-out batch for arch steps
-                                  --set data.max_train_images=1400)
+  [ "${SMOKE:-0}" = 1 ] && extra=("${PROXYLESS_SMOKE[@]}")
   local end=$(($(date +%s) + $1)) table=$RUNS/issue18_proxyless_latency_table.json
   [ "${RESUME:-0}" = 1 ] && extra+=(--resume)
   if [ "${RESUME:-0}" = 1 ] && [ -f $table ]; then  # the run's budgets were set on this table
@@ -139,8 +139,7 @@ stage_proxyless() {
 stage_proxyless_band() {  # the same warm-up (copied from the proxyless stage's run) and
   # budgets, searched with the band loss (TAS's Eq. 8) instead of the paper's mul_log
   local dir=$RUNS/issue18_proxyless_band from=${RUN_DIR[proxyless]} rc extra=()
-  [ "${SMOKE:-0}" = 1 ] && extra=(--set search.proxyless.warmup_epochs=1
-                                  --set search.proxyless.epochs=1 --set data.max_train_images=1400)
+  [ "${SMOKE:-0}" = 1 ] && extra=("${PROXYLESS_SMOKE[@]}")
   if [ ! -f "$from/search/proxyless/warmup/final/supernet.json" ]; then
     say "proxyless_band needs the proxyless stage's warm-up in $from: run that stage first"
     return 2
