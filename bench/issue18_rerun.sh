@@ -28,6 +28,8 @@
 # SMOKE=1 cuts every stage to a few hundred images and one epoch (a check of the script).
 # RESUME=1 continues the proxyless stage's run dir (`slimnas run --resume`) with the latency table
 # it was started on, e.g. in a later session: RESUME=1 STAGES=proxyless ... bash bench/issue18_rerun.sh
+# BAND_SET adds overrides to the proxyless_band stage, e.g. one budget only:
+#   BAND_SET='--set search.budgets=["latency_ms<=55%"]' STAGES=proxyless_band ... bash bench/issue18_rerun.sh
 set -u
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-runs/issue18}
@@ -145,12 +147,13 @@ stage_proxyless_band() {  # the same warm-up (copied from the proxyless stage's 
     return 2
   fi
   [ -f "$dir/config.json" ] && extra+=(--resume)
+  local band_set=(); read -r -a band_set <<< "${BAND_SET:-}"
   mkdir -p "$dir/search/proxyless"
   [ -d "$dir/supernet" ] || cp -r "$from/supernet" "$dir/"
   [ -d "$dir/search/proxyless/warmup" ] || cp -r "$from/search/proxyless/warmup" "$dir/search/proxyless/"
   timeout "$1" $PY -m slimnas.cli run configs/proxyless_cifar10.toml "${PROXYLESS_SET[@]}" \
     --set search.proxyless.loss=band --set 'search.methods=["proxyless"]' --set run.dir=$dir \
-    "${SMALL[@]}" "${extra[@]}" >> "$OUT/proxyless_band.log" 2>&1
+    "${SMALL[@]}" "${band_set[@]}" "${extra[@]}" >> "$OUT/proxyless_band.log" 2>&1
   rc=$?
   pack proxyless_band "$dir"
   return $rc
