@@ -53,6 +53,9 @@ def test_proxyless_searches_each_budget_over_op_units_only(proxyless_run: Path) 
     assert (proxyless_run / "proxyless_search.png").read_bytes()[:4] == b"\x89PNG"
     ops = report.split("## Operators per block")[1]
     assert all(u["name"] in ops for u in searchable)
+    # Ops only: every uniform width is the max arch, so there is no uniform path to score.
+    scores = json.loads((proxyless_run / "supernet" / "final" / "scores.json").read_text())
+    assert scores["uniform_path"] == [] and "rises with width" not in report
 
 
 def test_fixed_reference_takes_its_op_on_every_unit(proxyless_run: Path) -> None:

@@ -77,3 +77,22 @@ def test_report_section_ranks_only_archs_of_one_network():
     assert "weights of 3 networks" in text
     assert "Over the 3 found archs" in text and "τ = 1.00" in text  # pooled it would be 0.2
     assert text.count("1 found arch(s)") == 2 and "`tas macs<=50%`'s own network" in text
+
+
+def test_report_section_skips_a_uniform_path_without_width():
+    # An ops-only space (`space.channels = false`): every ratio gives the max arch, so the
+    # six stored rows were one arch scored six times, not a rise with width.
+    flat = [
+        {"ratio": r, "macs_share": 1.0, "accuracy": 0.45, "images": 5000}
+        for r in (0.25, 0.4, 0.55, 0.7, 0.85, 1.0)
+    ]
+    text = "\n".join(proxy_section([_summary(0.3, 0.5)], {"uniform_path": flat}))
+    assert "no uniform path to check" in text
+    assert "rises with width" not in text and "| 0.25 |" not in text
+    # Two ratios that round to one arch count once.
+    repeated = [
+        {"ratio": r, "macs_share": m, "accuracy": a, "images": 1000}
+        for r, m, a in ((0.25, 0.1, 0.2), (0.4, 0.1, 0.2), (1.0, 1.0, 0.4))
+    ]
+    text = "\n".join(proxy_section([_summary(0.3, 0.5)], {"uniform_path": repeated}))
+    assert "rises with width" in text and "| 0.40 |" not in text and "| 1.00 |" in text

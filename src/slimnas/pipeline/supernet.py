@@ -61,13 +61,21 @@ class SupernetStage:
 
     @staticmethod
     def _uniform_path(supernet: Supernet, heldout: list, calibration: list) -> list[dict]:
-        """Held-out top-1 at six uniform widths (BatchNorm recalibrated), narrowest first: a
-        supernet that ranks archs well gets better as it gets wider (the report's check)."""
+        """Held-out top-1 at up to six uniform widths (BatchNorm recalibrated), narrowest first:
+        a supernet that ranks archs well gets better as it gets wider (the report's check).
+        Ratios that give the same arch as the one before are scored once; a space with no
+        width to vary (e.g. ``space.channels = false``) has no path: []."""
         space = supernet.space
         full = macs(space, space.max_arch())
-        path = []
+        archs: list[tuple[float, Arch]] = []
         for ratio in (0.25, 0.4, 0.55, 0.7, 0.85, 1.0):
             arch = nearest_uniform_arch(space, ratio)
+            if not archs or arch != archs[-1][1]:
+                archs.append((ratio, arch))
+        if len(archs) < 2:
+            return []
+        path = []
+        for ratio, arch in archs:
             recalibrate_bn(supernet, arch, calibration)
             result = evaluate(supernet, heldout)
             path.append(

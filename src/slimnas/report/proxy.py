@@ -123,8 +123,18 @@ def proxy_section(summaries: Sequence[Mapping], supernet: Mapping | None) -> lis
             "0 found archs have both an inherited and a retrained accuracy: too few to rank "
             "(at least 3)."
         )
-    path = (supernet or {}).get("uniform_path") or []
-    if path:
+    stored = (supernet or {}).get("uniform_path") or []
+    # Runs from before `_uniform_path` skipped repeats stored one entry per ratio, equal ones
+    # where two ratios round to one arch; a space with no width to vary has one arch only.
+    path = [
+        p for i, p in enumerate(stored) if not i or p["macs_share"] != stored[i - 1]["macs_share"]
+    ]
+    if len(path) == 1:
+        lines.append(
+            "The supernet has no uniform path to check: every width gives the same arch (no "
+            "channels are searched)."
+        )
+    elif path:
         images = path[0].get("images") or 0
         se = accuracy_standard_error(max(p["accuracy"] for p in path), images) if images else 0
         drops = [(a, b) for a, b in zip(path, path[1:]) if b["accuracy"] < a["accuracy"] - se]
